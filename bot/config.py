@@ -1,0 +1,59 @@
+"""Settings read from the environment (and a `.env` file), validated once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting the bot reads. The README's configuration table mirrors this class."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+    )
+
+    discord_token: SecretStr = Field(min_length=1)
+    segmind_api_key: SecretStr = Field(min_length=1)
+    segmind_base_url: str = "https://api.segmind.com"
+    database_path: Path = Path("data/bot.db")
+    segmind_poll_interval_max: float = Field(default=10.0, gt=0, le=300)
+    segmind_requests_per_minute: int = Field(default=50, ge=1)
+    segmind_download_max_bytes: int = Field(default=500 * 1024 * 1024, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("segmind_base_url")
+    @classmethod
+    def _plain_http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+
+def describe_settings_error(error: ValidationError) -> list[str]:
+    """One line per bad setting, naming the environment variable; never echoes the value."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        variable = str(problem["loc"][0]).upper() if problem["loc"] else "settings"
+        if problem["type"] == "missing":
+            reason = "is not set (put it in the environment or in .env)"
+        elif problem["type"] in {"string_too_short", "too_short"}:
+            reason = "is empty"
+        else:
+            reason = problem["msg"].removeprefix("Value error, ")
+            reason = reason[0].lower() + reason[1:] if reason else "is not valid"
+        lines.append(f"{variable} {reason}")
+    return lines

@@ -1,0 +1,471 @@
+"""A small, typed async client for Segmind's v2 API (submit, then poll).
+
+Every request to the API goes through one shared RequestBudget and one retry loop. Failures come
+out as the exceptions below, named after what happened; the API key is sent only to the
+configured base URL and appears in no message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import re
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+
+from bot.polling import PollSchedule
+from bot.ratelimit import RequestBudget
+
+log = logging.getLogger(__name__)
+
+JobState = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
+TERMINAL_STATES = frozenset({"COMPLETED", "FAILED"})
+_KNOWN_STATES = frozenset({"QUEUED", "PROCESSING", "COMPLETED", "FAILED"})
+
+
+# --- What can go wrong -----------------------------------------------------------------------
+
+
+class SegmindError(Exception):
+    """Base of every failure the client reports."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: str | None = None,
+        status: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.status = status
+        self.detail = detail
+
+
+class BadRequest(SegmindError):
+    """Segmind refused the parameters; `detail` holds its reason."""
+
+
+class Unauthorized(SegmindError):
+    """The API key is missing or invalid: the operator must fix the configuration."""
+
+
+class Forbidden(Unauthorized):
+    """The API key may not use this model or endpoint."""
+
+
+class InsufficientCredits(SegmindError):
+    """The Segmind account has run out of credits."""
+
+
+class RateLimited(SegmindError):
+    """Segmind kept answering 429 after every retry."""
+
+
+class ProviderError(SegmindError):
+    """Segmind failed (5xx) or could not be reached, after every retry."""
+
+
+class SubmitOutcomeUnknown(ProviderError):
+    """A submit failed after it was sent: Segmind may or may not have accepted (and billed) it.
+
+    It is never sent again, since Segmind has no idempotency key and a second POST is a second job.
+    """
+
+
+class ModelNotFound(SegmindError):
+    """Segmind does not know the model slug."""
+
+
+class RequestExpired(SegmindError):
+    """Segmind no longer knows the request (results are kept one hour)."""
+
+
+class JobFailed(SegmindError):
+    """The job ended FAILED; `detail` holds the provider's reason."""
+
+
+class ContentBlocked(JobFailed):
+    """The job was refused by the provider's safety filter."""
+
+
+class JobTimedOut(SegmindError):
+    """The job did not finish before polling had to stop."""
+
+
+class MalformedResponse(SegmindError):
+    """Segmind's answer could not be understood (not JSON, fields missing, no video URL)."""
+
+
+class VideoDownloadFailed(SegmindError):
+    """The finished video could not be fetched from its URL."""
+
+
+class VideoTooLarge(VideoDownloadFailed):
+    """The video is larger than the download cap."""
+
+
+class ResultNotReady(SegmindError):
+    """The result was asked for before the job finished."""
+
+
+# The provider does not publish its filters' wording; these are the words they are known to use.
+_CONTENT_BLOCK_WORDS = re.compile(
+    r"\b(nsfw|unsafe|safety|content[ _-]?(policy|filter|moderation)|moderat\w*|flagged|blocked"
+    r"|inappropriate|violat\w*|prohibited|rai|responsible ai|harmful|sexual\w*|nud(e|ity)|gore)\b",
+    re.IGNORECASE,
+)
+
+
+def is_content_block(error_text: str | None) -> bool:
+    """Whether a FAILED job's error reads as a safety or moderation refusal."""
+    return bool(error_text and _CONTENT_BLOCK_WORDS.search(error_text))
+
+
+def failure_for(error_text: str | None, request_id: str | None) -> JobFailed:
+    """The exception for a job that ended FAILED with this error text."""
+    detail = (error_text or "").strip() or None
+    if is_content_block(detail):
+        return ContentBlocked(
+            "the provider's safety filter refused the job", request_id=request_id, detail=detail
+        )
+    return JobFailed("the job failed at the provider", request_id=request_id, detail=detail)
+
+
+# --- What comes back -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    request_id: str
+    state: JobState
+    error: str | None = None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    request_id: str
+    video_url: str
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    file_size: int | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try again: capped exponential backoff with jitter."""
+
+    attempts: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    max_rate_limit_wait: float = 120.0
+
+    def backoff(self, attempt: int) -> float:
+        ceiling = min(self.max_delay, self.base_delay * 2**attempt)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclass
+class _Answer:
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+
+
+# Connect failures happen before a byte of the request is sent, so even a submit may be retried.
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+_NETWORK_TROUBLE = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+class SegmindClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        api_key: str,
+        *,
+        base_url: str = "https://api.segmind.com",
+        budget: RequestBudget | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> None:
+        self._session = session
+        self._headers = {"x-api-key": api_key}
+        self._base_url = base_url.rstrip("/")
+        self.budget = budget or RequestBudget(50)
+        self._retry = retry or RetryPolicy()
+        self._timeout = timeout or aiohttp.ClientTimeout(total=60, sock_connect=10)
+
+    def __repr__(self) -> str:
+        return f"SegmindClient(base_url={self._base_url!r})"
+
+    # --- The protocol ---
+
+    async def submit(self, slug: str, payload: Mapping[str, Any]) -> str:
+        """Start a job and return its request id."""
+        answer = await self._call("POST", f"/v2/{slug}", payload=payload)
+        if answer.status >= 400:
+            raise self._error_for(answer, request_id=None)
+        request_id = answer.body.get("request_id") if isinstance(answer.body, dict) else None
+        if not isinstance(request_id, str) or not request_id:
+            raise SubmitOutcomeUnknown(
+                "Segmind answered the submit without a request id: the job may or may not exist",
+                status=answer.status,
+            )
+        log.info("segmind accepted job", extra={"model": slug, "request_id": request_id})
+        return request_id
+
+    async def status(self, request_id: str) -> JobStatus:
+        answer = await self._call("GET", f"/v2/requests/{request_id}/status")
+        return self._read_status(answer, request_id)
+
+    async def result(self, request_id: str) -> JobResult:
+        """The finished job's video URL; raises JobFailed or ContentBlocked for a failed job."""
+        answer = await self._call("GET", f"/v2/requests/{request_id}")
+        status = self._read_status(answer, request_id)
+        if status.state == "FAILED":
+            raise failure_for(status.error, request_id)
+        if status.state != "COMPLETED":
+            raise ResultNotReady(f"the job is still {status.state}", request_id=request_id)
+        video_url, file_size = _video_of(answer.body)
+        if not video_url:
+            raise MalformedResponse("the result names no video URL", request_id=request_id)
+        return JobResult(request_id, video_url, answer.body.get("metrics") or {}, file_size)
+
+    async def wait(
+        self,
+        request_id: str,
+        schedule: PollSchedule,
+        *,
+        submitted_at: float | None = None,
+        on_status: Callable[[JobStatus], Awaitable[None]] | None = None,
+    ) -> JobResult:
+        """Poll on `schedule` until the job finishes; `submitted_at` is a time.time() value."""
+        started = time.time() if submitted_at is None else submitted_at
+        while True:
+            delay = schedule.delay(time.time() - started)
+            if delay is None:
+                raise JobTimedOut("the job did not finish in time", request_id=request_id)
+            await asyncio.sleep(delay)
+            status = await self.status(request_id)
+            if on_status is not None:
+                await on_status(status)
+            if status.state == "FAILED":
+                raise failure_for(status.error, request_id)
+            if status.state == "COMPLETED":
+                with contextlib.suppress(ResultNotReady):
+                    return await self.result(request_id)
+
+    async def download(self, url: str, *, max_bytes: int, directory: Path | None = None) -> Path:
+        """Stream the video to a temporary file and return its path (the caller deletes it).
+
+        The file is public and not part of the API: no key is sent and no budget is spent.
+        """
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+        for attempt in range(self._retry.attempts):
+            try:
+                async with self._session.get(url, timeout=timeout) as response:
+                    if response.status < 500:
+                        return await _save(response, max_bytes, directory)
+                    trouble: SegmindError = VideoDownloadFailed(
+                        f"the video file answered HTTP {response.status}", status=response.status
+                    )
+            except _NETWORK_TROUBLE as error:
+                trouble = VideoDownloadFailed(f"the video could not be fetched ({_name(error)})")
+            if attempt + 1 == self._retry.attempts:
+                raise trouble
+            await asyncio.sleep(self._retry.backoff(attempt))
+        raise AssertionError("unreachable")
+
+    # --- One request, with budget and retries ---
+
+    async def _call(
+        self, method: str, path: str, *, payload: Mapping[str, Any] | None = None
+    ) -> _Answer:
+        is_submit = method == "POST"
+        for attempt in range(self._retry.attempts):
+            await self.budget.acquire()
+            try:
+                answer = await self._send(method, path, payload)
+            except _NOT_SENT as error:
+                trouble: SegmindError = ProviderError(f"Segmind is unreachable ({_name(error)})")
+                delay = self._retry.backoff(attempt)
+            except _NETWORK_TROUBLE as error:
+                if is_submit:
+                    raise SubmitOutcomeUnknown(
+                        f"the submit was sent but its answer was lost ({_name(error)}); "
+                        "it was not sent again, so Segmind may or may not be running the job"
+                    ) from None
+                trouble = ProviderError(f"Segmind did not answer ({_name(error)})")
+                delay = self._retry.backoff(attempt)
+            else:
+                if _names_terminal_state(answer.body) or answer.status not in _RETRYABLE:
+                    return answer
+                trouble = self._error_for(answer, request_id=None)
+                delay = self._retry_delay(answer, attempt)
+            log.warning(
+                "segmind %s %s failed (attempt %d of %d): %s",
+                method, path, attempt + 1, self._retry.attempts, trouble,
+            )  # fmt: skip
+            if attempt + 1 == self._retry.attempts:
+                raise trouble
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _send(self, method: str, path: str, payload: Mapping[str, Any] | None) -> _Answer:
+        async with self._session.request(
+            method,
+            self._base_url + path,
+            json=payload,
+            headers=self._headers,
+            timeout=self._timeout,
+        ) as response:
+            try:
+                body = await response.json(content_type=None)
+            except ValueError:
+                body = None
+            log.debug("segmind %s %s -> %d", method, path, response.status)
+            return _Answer(response.status, body, dict(response.headers))
+
+    def _retry_delay(self, answer: _Answer, attempt: int) -> float:
+        if answer.status != 429:
+            return self._retry.backoff(attempt)
+        wait = _seconds_until(answer.headers.get("x-rate-limit-reset-at-utc"))
+        if wait is None:
+            wait = self._retry.backoff(attempt)
+        wait = min(wait, self._retry.max_rate_limit_wait)
+        # The limit is the account's: every other job would be refused too, so all of them pause.
+        self.budget.hold(wait)
+        return wait
+
+    def _read_status(self, answer: _Answer, request_id: str) -> JobStatus:
+        body = answer.body
+        if not _names_terminal_state(body) and answer.status >= 400:
+            raise self._error_for(answer, request_id=request_id)
+        if not isinstance(body, dict) or body.get("status") not in _KNOWN_STATES:
+            raise MalformedResponse(
+                f"Segmind's status answer names no known state (HTTP {answer.status})",
+                request_id=request_id,
+                status=answer.status,
+            )
+        error = body.get("error") if body["status"] == "FAILED" else None
+        return JobStatus(request_id, body["status"], _text(error), body.get("metrics") or {})
+
+    @staticmethod
+    def _error_for(answer: _Answer, *, request_id: str | None) -> SegmindError:
+        code = answer.status
+        detail = _error_text(answer.body)
+        facts: dict[str, Any] = {"request_id": request_id, "status": code, "detail": detail}
+        if code == 400:
+            return BadRequest("Segmind refused the parameters", **facts)
+        if code == 401:
+            return Unauthorized("Segmind rejected the API key", **facts)
+        if code == 403:
+            return Forbidden("the API key may not use this model", **facts)
+        if code == 404:
+            if request_id:
+                return RequestExpired("Segmind no longer has this request", **facts)
+            return ModelNotFound("Segmind does not know this model", **facts)
+        if code == 406:
+            if detail and "credit" not in detail.lower():
+                return BadRequest("Segmind refused the request", **facts)
+            return InsufficientCredits("the Segmind account is out of credits", **facts)
+        if code == 429:
+            return RateLimited("Segmind's rate limit held after every retry", **facts)
+        if code >= 500:
+            return ProviderError(f"Segmind failed with HTTP {code}", **facts)
+        return MalformedResponse(f"Segmind answered an unexpected HTTP {code}", **facts)
+
+
+_RETRYABLE = frozenset({429, 500, 502, 503, 504})
+
+
+def _names_terminal_state(body: Any) -> bool:
+    return isinstance(body, dict) and body.get("status") in TERMINAL_STATES
+
+
+def _video_of(body: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    video = body.get("video")
+    if isinstance(video, dict) and isinstance(video.get("url"), str) and video["url"]:
+        size = video.get("file_size")
+        return video["url"], size if isinstance(size, int) else None
+    output = body.get("output")
+    if isinstance(output, list) and output:
+        output = output[0]
+    if isinstance(output, dict):
+        output = output.get("url")
+    if isinstance(output, str) and output.startswith(("https://", "http://")):
+        return output, None
+    return None, None
+
+
+def _error_text(body: Any) -> str | None:
+    if isinstance(body, dict):
+        for key in ("error", "detail", "message"):
+            if text := _text(body.get(key)):
+                return text
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text.strip()[:500] or None
+
+
+def _seconds_until(reset_at: str | None) -> float | None:
+    """Seconds until the time in x-rate-limit-reset-at-utc (ISO 8601 or a Unix time)."""
+    if not reset_at:
+        return None
+    try:
+        moment = float(reset_at)
+        if moment > 1e11:  # milliseconds
+            moment /= 1000
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(reset_at.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        moment = parsed.timestamp()
+    return max(0.0, moment - time.time()) + random.uniform(0.05, 0.25)
+
+
+def _name(error: BaseException) -> str:
+    return type(error).__name__
+
+
+async def _save(response: aiohttp.ClientResponse, max_bytes: int, directory: Path | None) -> Path:
+    if response.status >= 400:
+        raise VideoDownloadFailed(
+            f"the video file answered HTTP {response.status}", status=response.status
+        )
+    size = response.content_length
+    if size is not None and size > max_bytes:
+        raise VideoTooLarge(f"the video is {size:,} bytes, over the {max_bytes:,} byte cap")
+    handle, name = tempfile.mkstemp(prefix="segmind-", suffix=".mp4", dir=directory)
+    path = Path(name)
+    written = 0
+    try:
+        with os.fdopen(handle, "wb") as file:
+            async for chunk in response.content.iter_chunked(256 * 1024):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise VideoTooLarge(f"the video is over the {max_bytes:,} byte cap")
+                file.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)  # noqa: ASYNC240 (one local unlink, on the failure path)
+        raise
+    return path
