@@ -27,7 +27,7 @@ class PollSchedule:
     # Spread of run times around the typical duration (log-normal sigma) and the density scale:
     # tuned with bench/polling.py.
     spread: float = 0.35
-    scale: float = 0.3
+    scale: float = 0.45
     give_up_after: float = GIVE_UP_AFTER_SECONDS
 
     def delay(self, elapsed: float) -> float | None:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot.models import CATALOGUE, InvalidParameters
 
 SAMPLE_VIDEO = Path(__file__).with_name("sample.mp4")
+_REQUEST_ID = web.RequestKey("request_id", str)
 
 Endpoint = Literal["submit", "status", "result", "file", "any"]
 FaultKind = Literal[
@@ -37,6 +38,7 @@ FaultKind = Literal[
     "large_video",  # the result video is `size` bytes
     "not_json",  # an HTML error page instead of JSON
     "no_video_url",  # a COMPLETED result without a video URL
+    "output_only",  # a COMPLETED result with `output` but no `video` object
     "video_404",  # the video URL answers 404
 ]
 
@@ -76,6 +78,7 @@ class SimulatedJob:
     video_size: int | None = None
     expired: bool = False
     no_video_url: bool = False
+    output_only: bool = False
     video_missing: bool = False
 
     def state(self, now: float) -> str:
@@ -95,6 +98,7 @@ class LoggedRequest:
     status: int
     slug: str | None = None
     request_id: str | None = None
+    sent_key: bool = False
 
 
 @dataclass
@@ -183,8 +187,8 @@ class Simulator:
                         endpoint=endpoint,
                         status=response.status if response is not None else 0,
                         slug=request.match_info.get("slug"),
-                        request_id=request.get("request_id")
-                        or request.match_info.get("request_id"),
+                        request_id=request.get(_REQUEST_ID) or request.match_info.get("request_id"),
+                        sent_key="x-api-key" in request.headers,
                     )
                 )
 
@@ -206,12 +210,12 @@ class Simulator:
         try:
             payload = await request.json()
             model.validate({k: v for k, v in payload.items() if k not in model.fixed_payload})
-        except (ValueError, AttributeError):
-            return _json({"error": "The request body must be a JSON object"}, 400)
         except InvalidParameters as error:
             return _json({"error": " ".join(error.problems)}, 400)
+        except (ValueError, AttributeError):
+            return _json({"error": "The request body must be a JSON object"}, 400)
         job = self._new_job(slug, payload, fault)
-        request["request_id"] = job.request_id
+        request[_REQUEST_ID] = job.request_id
         base = f"{request.scheme}://{request.host}/v2/requests/{job.request_id}"
         answer = _json(
             {
@@ -252,12 +256,13 @@ class Simulator:
             if endpoint == "result" and not job.no_video_url:
                 url = f"{request.scheme}://{request.host}/files/{job.request_id}.mp4"
                 body["output"] = url
-                body["video"] = {
-                    "url": url,
-                    "content_type": "video/mp4",
-                    "file_name": f"{job.request_id}.mp4",
-                    "file_size": job.video_size or len(self._sample),
-                }
+                if not job.output_only:
+                    body["video"] = {
+                        "url": url,
+                        "content_type": "video/mp4",
+                        "file_name": f"{job.request_id}.mp4",
+                        "file_size": job.video_size or len(self._sample),
+                    }
         return await self._deliver(request, _json(body), fault)
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
@@ -308,7 +313,8 @@ class Simulator:
             return web.Response(
                 status=502, text="<html>Bad Gateway</html>", content_type="text/html"
             )
-        return _json({"error": "Internal server error"}, fault.status)
+        reason = _REASONS.get(fault.status, "Internal server error")
+        return _json({"error": reason}, fault.status)
 
     def _new_job(self, slug: str, payload: dict[str, Any], fault: Fault | None) -> SimulatedJob:
         duration = CATALOGUE[slug].typical_seconds * self.speed
@@ -331,6 +337,8 @@ class Simulator:
             job.video_size = fault.size
         elif fault.kind == "no_video_url":
             job.no_video_url = True
+        elif fault.kind == "output_only":
+            job.output_only = True
         elif fault.kind == "video_404":
             job.video_missing = True
 
@@ -363,6 +371,14 @@ class Simulator:
         if refusal := self._refuse(request):
             return refusal
         return _json([entry.__dict__ for entry in self.log])
+
+
+_REASONS = {
+    403: "Forbidden: this API key may not use this model",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+}
 
 
 def _endpoint_of(request: web.Request) -> str:
