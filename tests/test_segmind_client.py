@@ -209,6 +209,16 @@ async def test_out_of_credits_is_reported_and_never_retried(
     assert simulator.jobs == {}
 
 
+async def test_a_406_that_is_not_about_credits_is_a_bad_request(
+    client: SegmindClient, simulator: Simulator
+) -> None:
+    simulator.add_fault("credits", endpoint="submit", error="Invalid content type")
+
+    with pytest.raises(BadRequest) as refusal:
+        await client.submit("svd", svd_payload())
+    assert refusal.value.detail == "Invalid content type"
+
+
 async def test_an_expired_request_is_request_expired(
     client: SegmindClient, simulator: Simulator, clock: FakeClock
 ) -> None:

@@ -301,7 +301,9 @@ class Simulator:
 
     def _fault_answer(self, fault: Fault) -> web.Response:
         if fault.kind == "credits":
-            return _json({"error": "Insufficient credits. Please add credits to continue."}, 406)
+            # Segmind answers 406 for "Invalid content type" too; `error` rehearses that.
+            text = fault.error if "error" in fault.model_fields_set else _NO_CREDITS
+            return _json({"error": text}, 406)
         if fault.kind == "rate_limit":
             reset = datetime.now(UTC) + timedelta(seconds=fault.reset_after)
             return _json(
@@ -373,6 +375,7 @@ class Simulator:
         return _json([entry.__dict__ for entry in self.log])
 
 
+_NO_CREDITS = "Insufficient credits. Please add credits to continue."
 _REASONS = {
     403: "Forbidden: this API key may not use this model",
     502: "Bad gateway",
