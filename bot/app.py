@@ -1,7 +1,9 @@
-"""The Discord bot: opens the shared resources and loads the cogs."""
+"""The Discord bot: opens the shared resources, loads the cogs, syncs commands when they change."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 
 import aiohttp
@@ -9,41 +11,95 @@ import discord
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.jobs import JobRunner, JobService
+from bot.queue import QueueLimits
 from bot.ratelimit import RequestBudget
 from bot.segmind import SegmindClient
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-# Each cog is one concern; the list grows as the commands land.
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS = ("cogs.video", "cogs.jobs")
+TREE_HASH_KEY = "command_tree_hash"
 
 
 class VideoBot(commands.Bot):
     session: aiohttp.ClientSession
     segmind: SegmindClient
+    store: Store
+    jobs: JobService
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, **options: object) -> None:
         # Slash commands need no privileged intent; the guild cache is enough.
         intents = discord.Intents.none()
         intents.guilds = True
-        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,
+        )
         self.settings = settings
 
     async def setup_hook(self) -> None:
+        settings = self.settings
         self.session = aiohttp.ClientSession()
+        self.store = await Store.open(settings.database_path)
         self.segmind = SegmindClient(
             self.session,
-            self.settings.segmind_api_key.get_secret_value(),
-            base_url=self.settings.segmind_base_url,
-            budget=RequestBudget(self.settings.segmind_requests_per_minute),
+            settings.segmind_api_key.get_secret_value(),
+            base_url=settings.segmind_base_url,
+            budget=RequestBudget(settings.segmind_requests_per_minute),
+        )
+        runner = JobRunner(
+            self.segmind,
+            reporter=_NoReporter(),
+            poll_interval_max=settings.segmind_poll_interval_max,
+            download_max_bytes=settings.segmind_download_max_bytes,
+        )
+        self.jobs = JobService(
+            runner,
+            QueueLimits(
+                guild_concurrency=settings.queue_guild_concurrency,
+                global_concurrency=settings.queue_global_concurrency,
+                member_pending_max=settings.queue_member_pending_max,
+                guild_length_max=settings.queue_guild_length_max,
+            ),
         )
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+        self.jobs.start()
+        await self.sync_commands_if_changed()
+
+    async def sync_commands_if_changed(self) -> bool:
+        """Sync the global commands on first start and whenever their definition changed."""
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        if await self.store.get_meta(TREE_HASH_KEY) == digest:
+            return False
+        synced = await self.tree.sync()
+        await self.store.set_meta(TREE_HASH_KEY, digest)
+        log.info("synced %d application commands", len(synced))
+        return True
 
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s in %d guild(s)", self.user, len(self.guilds))
 
     async def close(self) -> None:
+        if hasattr(self, "jobs"):
+            await self.jobs.close()
         await super().close()
         if hasattr(self, "session"):
             await self.session.close()
+        if hasattr(self, "store"):
+            await self.store.close()
+
+
+class _NoReporter:
+    """Stands in until the video cog loads and takes over reporting."""
+
+    async def deliver(self, *_: object) -> None:
+        raise RuntimeError("no reporter is loaded")
+
+    failed = cancelled = deliver

@@ -25,6 +25,13 @@ class Settings(BaseSettings):
     segmind_poll_interval_max: float = Field(default=10.0, gt=0, le=300)
     segmind_requests_per_minute: int = Field(default=50, ge=1)
     segmind_download_max_bytes: int = Field(default=500 * 1024 * 1024, ge=1)
+    queue_guild_concurrency: int = Field(default=2, ge=1)
+    queue_global_concurrency: int = Field(default=8, ge=1)
+    queue_member_pending_max: int = Field(default=3, ge=1)
+    queue_guild_length_max: int = Field(default=25, ge=1)
+    image_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    image_max_pixels: int = Field(default=4096 * 4096, ge=1)
+    status_update_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
 
     @field_validator("segmind_base_url")

@@ -466,6 +466,6 @@ async def _save(response: aiohttp.ClientResponse, max_bytes: int, directory: Pat
                     raise VideoTooLarge(f"the video is over the {max_bytes:,} byte cap")
                 file.write(chunk)
     except BaseException:
-        path.unlink(missing_ok=True)  # noqa: ASYNC240 (one local unlink, on the failure path)
+        path.unlink(missing_ok=True)
         raise
     return path

@@ -1,0 +1,82 @@
+"""Checks on an input image before any job is queued: type, size and pixel count.
+
+Pillow reads the bytes themselves, so a renamed zip or a truncated PNG is caught, whatever the
+file name or the content type Discord reports.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+ACCEPTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP"}
+ACCEPTED_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
+
+
+class ImageRejected(ValueError):
+    """The image cannot be used; the message says why, in words for the member."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 4096 * 4096
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    format: str
+    width: int
+    height: int
+
+
+def check_declared(filename: str, content_type: str | None, size: int, limits: ImageLimits) -> None:
+    """What can be judged from the attachment's description alone, before downloading it."""
+    _check_size(filename, size, limits)
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind and kind not in ACCEPTED_TYPES:
+        raise ImageRejected(f"`{filename}` is {kind}, not a PNG, JPEG or WebP image.")
+
+
+def check_content(filename: str, data: bytes, limits: ImageLimits) -> CheckedImage:
+    """Decode the image fully; raise ImageRejected when it is not a usable picture."""
+    _check_size(filename, len(data), limits)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                kind, (width, height) = image.format, image.size
+                if kind not in ACCEPTED_FORMATS:
+                    raise ImageRejected(
+                        f"`{filename}` is a {kind} image; use a PNG, JPEG or WebP image."
+                    )
+                if width * height > limits.max_pixels:
+                    raise ImageRejected(
+                        f"`{filename}` is {width}x{height} pixels; images may have at most"
+                        f" {limits.max_pixels:,} pixels."
+                    )
+                image.load()  # decodes every byte: a truncated file fails here
+    except ImageRejected:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRejected(f"`{filename}` is not a PNG, JPEG or WebP image.") from None
+    except (OSError, SyntaxError, ValueError):
+        raise ImageRejected(f"`{filename}` is damaged or incomplete and cannot be read.") from None
+    return CheckedImage(ACCEPTED_FORMATS[kind], width, height)
+
+
+def _check_size(filename: str, size: int, limits: ImageLimits) -> None:
+    if size == 0:
+        raise ImageRejected(f"`{filename}` is empty.")
+    if size > limits.max_bytes:
+        raise ImageRejected(
+            f"`{filename}` is {_megabytes(size)}; images may be at most"
+            f" {_megabytes(limits.max_bytes)}."
+        )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"

@@ -1,0 +1,62 @@
+"""The one place that turns what went wrong into words for the member who asked."""
+
+from __future__ import annotations
+
+from bot.segmind import (
+    BadRequest,
+    ContentBlocked,
+    InsufficientCredits,
+    JobFailed,
+    JobTimedOut,
+    MalformedResponse,
+    ModelNotFound,
+    ProviderError,
+    RateLimited,
+    RequestExpired,
+    SubmitOutcomeUnknown,
+    Unauthorized,
+    VideoDownloadFailed,
+    VideoTooLarge,
+)
+
+MISCONFIGURED = (
+    "The bot is misconfigured and could not reach the video service. "
+    "An admin has the details in the bot's log."
+)
+
+
+def describe_failure(error: BaseException) -> str:
+    """A plain sentence or two for the requester; never a secret, never a traceback."""
+    # Most specific first: several of these are subclasses of others.
+    if isinstance(error, InsufficientCredits):
+        return "The bot's Segmind account is out of credits. Ask a server admin to top it up."
+    if isinstance(error, ContentBlocked):
+        return "The provider's safety filter refused this prompt or image. Try something else."
+    if isinstance(error, BadRequest):
+        reason = f" It said: {error.detail}" if error.detail else ""
+        return f"The provider refused these settings.{reason}"
+    if isinstance(error, (Unauthorized, ModelNotFound)):
+        return MISCONFIGURED
+    if isinstance(error, RateLimited):
+        return "The provider is rate limiting the bot and kept refusing after several retries."
+    if isinstance(error, SubmitOutcomeUnknown):
+        return (
+            "The connection to the provider broke while the job was being sent, so it may or may"
+            " not have started. It was not sent again, to avoid paying twice."
+        )
+    if isinstance(error, ProviderError):
+        return "The video service is having trouble and did not recover after several retries."
+    if isinstance(error, RequestExpired):
+        return "The result is no longer available at the provider (results are kept one hour)."
+    if isinstance(error, JobTimedOut):
+        return "The provider did not finish the video in time, so the bot stopped waiting."
+    if isinstance(error, VideoTooLarge):
+        return "The finished video is larger than this bot is set to download."
+    if isinstance(error, VideoDownloadFailed):
+        return "The video was made but could not be fetched from the provider."
+    if isinstance(error, JobFailed):
+        reason = f" It said: {error.detail}" if error.detail else ""
+        return f"The provider could not make this video.{reason}"
+    if isinstance(error, MalformedResponse):
+        return "The provider gave an answer the bot could not understand."
+    return "Something went wrong on the bot's side. An admin has the details in the bot's log."

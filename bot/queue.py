@@ -1,0 +1,206 @@
+"""Per-guild job queues with fair turns, concurrency limits and cancellation.
+
+The queue knows nothing of Discord or Segmind: it holds jobs, decides which one runs next, and
+hands it to the `run` coroutine it was given. Inside a guild members take turns (round-robin), so
+one member's five jobs do not starve the others; guilds take turns for the global slots too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T", bound="QueuedItem")
+
+
+class QueuedItem(Protocol):
+    """What the queue needs of a job: who asked where, and a unique id."""
+
+    id: str
+    guild_id: int
+    member_id: int
+
+
+class QueueRefused(Exception):
+    """The job was not queued; the message says which limit it hit."""
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    guild_concurrency: int = 2
+    global_concurrency: int = 8
+    member_pending_max: int = 3
+    guild_length_max: int = 25
+
+
+@dataclass
+class _GuildQueue(Generic[T]):
+    # member id -> that member's waiting jobs, oldest first; dict order is the turn order.
+    waiting: dict[int, collections.deque[T]] = field(default_factory=dict)
+    # job id -> (member id, the task running it)
+    running: dict[str, tuple[int, asyncio.Task[None]]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return sum(len(jobs) for jobs in self.waiting.values())
+
+    def in_turn_order(self) -> Iterator[T]:
+        """Waiting jobs in the order they will start: one per member per round."""
+        lanes = [list(jobs) for jobs in self.waiting.values()]
+        for round_ in range(max((len(lane) for lane in lanes), default=0)):
+            for lane in lanes:
+                if round_ < len(lane):
+                    yield lane[round_]
+
+    def take_next(self) -> T:
+        member, jobs = next(iter(self.waiting.items()))
+        job = jobs.popleft()
+        del self.waiting[member]
+        if jobs:
+            self.waiting[member] = jobs  # back of the line until everyone else had a turn
+        return job
+
+
+class JobQueue(Generic[T]):
+    def __init__(
+        self,
+        run: Callable[[T], Awaitable[None]],
+        limits: QueueLimits | None = None,
+    ) -> None:
+        self._run = run
+        self.limits = limits or QueueLimits()
+        self._guilds: dict[int, _GuildQueue[T]] = {}
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    # --- Lifecycle ---
+
+    def start(self) -> None:
+        if self._dispatcher is None:
+            self._dispatcher = asyncio.create_task(self._dispatch(), name="job-dispatcher")
+
+    async def close(self) -> None:
+        """Stop starting jobs and cancel the running ones (they stay recoverable elsewhere)."""
+        tasks = [task for guild in self._guilds.values() for _, task in guild.running.values()]
+        if self._dispatcher is not None:
+            tasks.append(self._dispatcher)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._dispatcher = None
+
+    # --- What callers do ---
+
+    def add(self, job: T) -> int:
+        """Queue a job; returns its 1-based place in its guild's line, or raises QueueRefused."""
+        self.check_room(job.guild_id, job.member_id)
+        guild = self._guilds.setdefault(job.guild_id, _GuildQueue())
+        guild.waiting.setdefault(job.member_id, collections.deque()).append(job)
+        self._wake.set()
+        return self.position(job) or 1
+
+    def check_room(self, guild_id: int, member_id: int) -> None:
+        """Raise QueueRefused when a new job of this member would not fit."""
+        guild = self._guilds.get(guild_id)
+        if guild is None:
+            return
+        pending = len(guild.waiting.get(member_id, ())) + sum(
+            1 for owner, _ in guild.running.values() if owner == member_id
+        )
+        if pending >= self.limits.member_pending_max:
+            raise QueueRefused(
+                f"You already have {pending} jobs waiting or running here, the most allowed"
+                f" ({self.limits.member_pending_max}). Try again when one has finished."
+            )
+        if len(guild) >= self.limits.guild_length_max:
+            raise QueueRefused(
+                f"This server's queue is full ({self.limits.guild_length_max} jobs waiting)."
+                " Try again in a few minutes."
+            )
+
+    def position(self, job: T) -> int | None:
+        """1-based place among the guild's waiting jobs, None once it has started or left."""
+        guild = self._guilds.get(job.guild_id)
+        if guild is None:
+            return None
+        for place, waiting in enumerate(guild.in_turn_order(), start=1):
+            if waiting.id == job.id:
+                return place
+        return None
+
+    def waiting(self, guild_id: int) -> list[T]:
+        guild = self._guilds.get(guild_id)
+        return list(guild.in_turn_order()) if guild else []
+
+    def is_running(self, job: T) -> bool:
+        guild = self._guilds.get(job.guild_id)
+        return guild is not None and job.id in guild.running
+
+    def cancel(self, job: T) -> bool:
+        """Take a waiting job out of line, or stop a running one. False if it was neither."""
+        guild = self._guilds.get(job.guild_id)
+        if guild is None:
+            return False
+        lane = guild.waiting.get(job.member_id)
+        if lane is not None:
+            for waiting in lane:
+                if waiting.id == job.id:
+                    lane.remove(waiting)
+                    if not lane:
+                        del guild.waiting[job.member_id]
+                    self._wake.set()
+                    return True
+        if job.id in guild.running:
+            guild.running[job.id][1].cancel()
+            return True
+        return False
+
+    # --- The one dispatcher ---
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._start_what_fits()
+
+    def _start_what_fits(self) -> None:
+        started = True
+        while started and self._running_count() < self.limits.global_concurrency:
+            started = False
+            # One job per guild per pass, so guilds share the global slots fairly.
+            for guild_id, guild in list(self._guilds.items()):
+                if self._running_count() >= self.limits.global_concurrency:
+                    break
+                if guild.waiting and len(guild.running) < self.limits.guild_concurrency:
+                    self._start(guild_id, guild.take_next())
+                    started = True
+            self._rotate_guilds()
+
+    def _start(self, guild_id: int, job: T) -> None:
+        guild = self._guilds[guild_id]
+        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        guild.running[job.id] = (job.member_id, task)
+        task.add_done_callback(lambda done: self._finished(guild_id, job.id, done))
+
+    def _finished(self, guild_id: int, job_id: str, task: asyncio.Task[None]) -> None:
+        guild = self._guilds[guild_id]
+        guild.running.pop(job_id, None)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("job %s crashed", job_id, exc_info=error)
+        if not guild.waiting and not guild.running:
+            del self._guilds[guild_id]
+        self._wake.set()
+
+    def _running_count(self) -> int:
+        return sum(len(guild.running) for guild in self._guilds.values())
+
+    def _rotate_guilds(self) -> None:
+        with contextlib.suppress(StopIteration):
+            first = next(iter(self._guilds))
+            self._guilds[first] = self._guilds.pop(first)

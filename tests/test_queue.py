@@ -1,0 +1,122 @@
+"""The queue on its own: fair turns, limits, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import pytest
+
+from bot.queue import JobQueue, QueueLimits, QueueRefused
+
+
+@dataclass(eq=False)
+class Work:
+    id: str
+    guild_id: int
+    member_id: int
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Recorder:
+    """Runs each job until the test lets it finish, noting the start order."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    async def run(self, work: Work) -> None:
+        self.started.append(work.id)
+        await work.done.wait()
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_members_take_turns_inside_a_guild() -> None:
+    recorder = Recorder()
+    queue: JobQueue[Work] = JobQueue(
+        recorder.run, QueueLimits(guild_concurrency=1, member_pending_max=10)
+    )
+    queue.start()
+    jobs = [Work(f"a{n}", 1, 100) for n in range(4)] + [Work("b0", 1, 200), Work("c0", 1, 300)]
+    for job in jobs:
+        queue.add(job)
+    assert [job.id for job in queue.waiting(1)] == ["a0", "b0", "c0", "a1", "a2", "a3"]
+
+    for _ in range(6):
+        await settle()
+        next(job for job in jobs if job.id == recorder.started[-1]).done.set()
+    await settle()
+
+    assert recorder.started == ["a0", "b0", "c0", "a1", "a2", "a3"]
+    await queue.close()
+
+
+async def test_guild_and_global_concurrency_limits_hold() -> None:
+    recorder = Recorder()
+    queue: JobQueue[Work] = JobQueue(
+        recorder.run, QueueLimits(guild_concurrency=2, global_concurrency=3)
+    )
+    queue.start()
+    for guild in (1, 2):
+        for member in (10, 20, 30):
+            queue.add(Work(f"g{guild}m{member}", guild, member))
+    await settle()
+
+    assert len(recorder.started) == 3  # the global limit
+    per_guild = [sum(1 for job in recorder.started if job.startswith(g)) for g in ("g1", "g2")]
+    assert sorted(per_guild) == [1, 2]  # both guilds got a turn, neither over its limit of 2
+    await queue.close()
+
+
+async def test_a_member_with_too_many_jobs_is_refused() -> None:
+    queue: JobQueue[Work] = JobQueue(Recorder().run, QueueLimits(member_pending_max=3))
+    for n in range(3):
+        queue.add(Work(f"j{n}", 1, 100))
+    with pytest.raises(QueueRefused, match="3 jobs waiting or running"):
+        queue.add(Work("j3", 1, 100))
+    queue.add(Work("other", 1, 200))  # another member still fits
+
+
+async def test_a_full_guild_queue_is_refused_and_other_guilds_are_not() -> None:
+    queue: JobQueue[Work] = JobQueue(Recorder().run, QueueLimits(guild_length_max=2))
+    queue.add(Work("a", 1, 100))
+    queue.add(Work("b", 1, 200))
+    with pytest.raises(QueueRefused, match="queue is full"):
+        queue.add(Work("c", 1, 300))
+    queue.add(Work("d", 2, 300))
+
+
+async def test_running_jobs_count_toward_the_member_limit() -> None:
+    recorder = Recorder()
+    queue: JobQueue[Work] = JobQueue(recorder.run, QueueLimits(member_pending_max=1))
+    queue.start()
+    queue.add(Work("a", 1, 100))
+    await settle()
+    assert recorder.started == ["a"]
+    with pytest.raises(QueueRefused):
+        queue.add(Work("b", 1, 100))
+    await queue.close()
+
+
+async def test_cancel_takes_a_waiting_job_out_and_stops_a_running_one() -> None:
+    recorder = Recorder()
+    queue: JobQueue[Work] = JobQueue(recorder.run, QueueLimits(guild_concurrency=1))
+    queue.start()
+    running, waiting = Work("run", 1, 100), Work("wait", 1, 200)
+    queue.add(running)
+    queue.add(waiting)
+    await settle()
+    assert queue.position(waiting) == 1
+
+    assert queue.cancel(waiting)
+    assert queue.position(waiting) is None
+    assert queue.cancel(running)
+    await settle()
+
+    assert recorder.started == ["run"]
+    assert not queue.is_running(running)
+    assert not queue.cancel(running)
+    await queue.close()
