@@ -257,13 +257,17 @@ def _sentence(problem: Mapping[str, Any], parameters: type[Parameters]) -> str:
 
 
 def bounds(parameters: type[Parameters], name: str) -> tuple[float | None, float | None]:
-    """The inclusive (min, max) a numeric parameter accepts, for messages and Discord ranges."""
+    """The inclusive (min, max) of a number, or of a text's length, for messages and Discord."""
     low = high = None
     for rule in parameters.model_fields[name].metadata:
         if isinstance(rule, annotated_types.Ge):
             low = rule.ge
         elif isinstance(rule, annotated_types.Le):
             high = rule.le
+        elif isinstance(rule, annotated_types.MinLen):
+            low = rule.min_length
+        elif isinstance(rule, annotated_types.MaxLen):
+            high = rule.max_length
     return low, high
 
 

@@ -131,7 +131,7 @@ class VideoCog(commands.Cog):
         await self.start(interaction, CATALOGUE["svd"], locals())
 
     @catalogue_command(CATALOGUE["cog-video-5b-t2v"], "Make a video from a prompt with CogVideoX")
-    async def cog_video(
+    async def cogvideo(
         self,
         interaction: discord.Interaction[VideoBot],
         prompt: str,
@@ -147,7 +147,7 @@ class VideoCog(commands.Cog):
     @catalogue_command(
         CATALOGUE["cog-video-5b-i2v"], "Animate an image from a prompt with CogVideoX"
     )
-    async def cog_video_i2v(
+    async def cogvideo_i2v(
         self,
         interaction: discord.Interaction[VideoBot],
         image: discord.Attachment,
