@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.jobs import JobRunner, JobService
 from bot.queue import QueueLimits
 from bot.ratelimit import RequestBudget
-from bot.segmind import SegmindClient
+from bot.segmind import RetryPolicy, SegmindClient
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class VideoBot(commands.Bot):
             **options,
         )
         self.settings = settings
+        self._resources_closed = False
 
     async def setup_hook(self) -> None:
         settings = self.settings
@@ -51,6 +52,10 @@ class VideoBot(commands.Bot):
             settings.segmind_api_key.get_secret_value(),
             base_url=settings.segmind_base_url,
             budget=RequestBudget(settings.segmind_requests_per_minute),
+            retry=RetryPolicy(
+                attempts=settings.segmind_retry_attempts,
+                base_delay=settings.segmind_retry_base_delay,
+            ),
         )
         runner = JobRunner(
             self.segmind,
@@ -87,6 +92,9 @@ class VideoBot(commands.Bot):
         log.info("connected to Discord as %s in %d guild(s)", self.user, len(self.guilds))
 
     async def close(self) -> None:
+        if self._resources_closed:
+            return
+        self._resources_closed = True
         if hasattr(self, "jobs"):
             await self.jobs.close()
         await super().close()

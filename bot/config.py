@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     segmind_poll_interval_max: float = Field(default=10.0, gt=0, le=300)
     segmind_requests_per_minute: int = Field(default=50, ge=1)
     segmind_download_max_bytes: int = Field(default=500 * 1024 * 1024, ge=1)
+    segmind_retry_attempts: int = Field(default=6, ge=1, le=20)
+    segmind_retry_base_delay: float = Field(default=1.0, gt=0, le=60)
     queue_guild_concurrency: int = Field(default=2, ge=1)
     queue_global_concurrency: int = Field(default=8, ge=1)
     queue_member_pending_max: int = Field(default=3, ge=1)

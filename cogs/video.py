@@ -257,14 +257,16 @@ class VideoCog(commands.Cog):
             return
         self.deliveries[job.id] = delivery
         try:
+            # The deferred reply must be settled first: Discord turns the first followup after a
+            # defer into that (ephemeral) reply, and the status message has to be public.
+            await interaction.edit_original_response(
+                content=f"Queued as job `{job.id}`, place {position} in line. `/jobs` lists it."
+            )
             delivery.status_text = self._status(job)
             message = await delivery.recipient.send(delivery.status_text, view=_cancel_view(job))
             delivery.status_message_id = message.id
         finally:
             delivery.status_posted.set()
-        await interaction.edit_original_response(
-            content=f"Queued as job `{job.id}`, place {position} in line. Use `/jobs` to see it."
-        )
 
     async def regenerate(self, interaction: discord.Interaction[VideoBot], job_id: str) -> None:
         original = self.bot.jobs.get(job_id)

@@ -377,6 +377,7 @@ class Simulator:
 
 _NO_CREDITS = "Insufficient credits. Please add credits to continue."
 _REASONS = {
+    400: "Invalid parameters: the image URL could not be fetched",
     403: "Forbidden: this API key may not use this model",
     502: "Bad gateway",
     503: "Service unavailable",
