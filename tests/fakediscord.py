@@ -920,7 +920,9 @@ class FakeDiscord:
         app.router.add_route("*", "/api/v10/{tail:.*}", self._api)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        # A burst of commands opens hundreds of connections at once; the default listen backlog
+        # (128) would drop some, and the client would retry them only after a 1 s SYN timeout.
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
         await site.start()
         self._port = self._runner.addresses[0][1]
 
