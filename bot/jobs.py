@@ -19,7 +19,7 @@ from bot.messages import describe_failure
 from bot.models import VideoModel
 from bot.polling import PollSchedule
 from bot.queue import JobQueue, QueueLimits
-from bot.segmind import JobResult, JobStatus, SegmindClient, SegmindError
+from bot.segmind import JobResult, JobStatus, SegmindClient, SegmindError, VideoTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,14 @@ class JobRunner:
             job.request_id, schedule, submitted_at=job.submitted_at, on_status=note
         )
         job.state = JobState.COMPLETED
-        video = await self.segmind.download(
-            result.video_url, max_bytes=self.download_max_bytes, directory=self.download_dir
-        )
+        try:
+            video = await self.segmind.download(
+                result.video_url, max_bytes=self.download_max_bytes, directory=self.download_dir
+            )
+        except VideoTooLarge as error:
+            # The video exists; the link is still worth having.
+            error.detail = result.video_url
+            raise
         try:
             await self.reporter.deliver(job, video, result)
         finally:

@@ -51,7 +51,8 @@ def describe_failure(error: BaseException) -> str:
     if isinstance(error, JobTimedOut):
         return "The provider did not finish the video in time, so the bot stopped waiting."
     if isinstance(error, VideoTooLarge):
-        return "The finished video is larger than this bot is set to download."
+        link = f" It can be fetched here for a few days: {error.detail}" if error.detail else ""
+        return f"The finished video is larger than this bot is set to download.{link}"
     if isinstance(error, VideoDownloadFailed):
         return "The video was made but could not be fetched from the provider."
     if isinstance(error, JobFailed):

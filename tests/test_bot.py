@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -469,6 +470,37 @@ async def test_when_the_token_has_expired_the_video_goes_to_the_channel(world: W
     assert video.route == "channel"
     assert f"<@{world.alice.id}>" in video.content
     assert video.pings == frozenset({f"<@{world.alice.id}>"})
+
+
+async def test_near_the_end_of_the_tokens_life_everything_goes_through_the_channel(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.delivery
+
+    # The bot stops using a token some margin before it dies; make every token "near its end".
+    monkeypatch.setattr(bot.delivery, "TOKEN_MARGIN", datetime.timedelta(minutes=15))
+    interaction = await world.slash(world.alice, "grok-video", {"prompt": "waves"})
+
+    [video] = await world.delivered()
+
+    assert video.route == "channel"
+    assert interaction.followups == []  # no webhook call was risked
+    assert video.pings == frozenset({f"<@{world.alice.id}>"})
+
+
+async def test_a_video_over_the_download_cap_is_reported_with_its_link(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    simulator.speed = 0.005
+    simulator.add_fault("large_video", endpoint="submit", size=3 * 1024 * 1024)
+    async with bot_world(
+        simulator, tmp_path / "bot.db", segmind_download_max_bytes=1024 * 1024
+    ) as world:
+        interaction = await world.slash(world.alice, "grok-video", {"prompt": "waves"})
+        notice = await world.notice(interaction)
+
+    assert "larger than this bot is set to download" in notice.content
+    assert "/files/" in notice.content
 
 
 async def test_mentions_in_a_prompt_ping_nobody_but_the_requester(world: World) -> None:
