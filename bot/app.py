@@ -11,15 +11,17 @@ import discord
 from discord.ext import commands
 
 from bot.config import Settings
-from bot.jobs import JobRunner, JobService
+from bot.jobs import JobRunner
 from bot.queue import QueueLimits
+from bot.quotas import Quotas
 from bot.ratelimit import RequestBudget
 from bot.segmind import RetryPolicy, SegmindClient
+from bot.service import JobService
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.video", "cogs.jobs")
+EXTENSIONS = ("cogs.video", "cogs.jobs", "cogs.quota")
 TREE_HASH_KEY = "command_tree_hash"
 
 
@@ -59,12 +61,14 @@ class VideoBot(commands.Bot):
         )
         runner = JobRunner(
             self.segmind,
-            reporter=_NoReporter(),
+            journal=self.store,
             poll_interval_max=settings.segmind_poll_interval_max,
             download_max_bytes=settings.segmind_download_max_bytes,
         )
         self.jobs = JobService(
             runner,
+            self.store,
+            Quotas(self.store),
             QueueLimits(
                 guild_concurrency=settings.queue_guild_concurrency,
                 global_concurrency=settings.queue_global_concurrency,
@@ -74,8 +78,10 @@ class VideoBot(commands.Bot):
         )
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        self.jobs.start()
         await self.sync_commands_if_changed()
+        # The cogs are loaded, so every recovered job has someone to report to.
+        await self.jobs.recover()
+        self.jobs.start()
 
     async def sync_commands_if_changed(self) -> bool:
         """Sync the global commands on first start and whenever their definition changed."""
@@ -102,12 +108,3 @@ class VideoBot(commands.Bot):
             await self.session.close()
         if hasattr(self, "store"):
             await self.store.close()
-
-
-class _NoReporter:
-    """Stands in until the video cog loads and takes over reporting."""
-
-    async def deliver(self, *_: object) -> None:
-        raise RuntimeError("no reporter is loaded")
-
-    failed = cancelled = deliver

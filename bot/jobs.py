@@ -18,8 +18,7 @@ from typing import Any, Protocol
 from bot.messages import describe_failure
 from bot.models import VideoModel
 from bot.polling import PollSchedule
-from bot.queue import JobQueue, QueueLimits
-from bot.segmind import JobResult, JobStatus, SegmindClient, SegmindError, VideoTooLarge
+from bot.segmind import JobStatus, SegmindClient, SegmindError, VideoTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +56,16 @@ class Job:
     submitted_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
-    # What the Discord layer needs to reach the member again; opaque to the core.
-    context: Any = None
+    video_url: str | None = None
+    credits: int = 0
+    # How to reach the member again, kept with the job so that a restarted bot still can.
+    interaction_token: str | None = None
+    token_expires_at: float | None = None
+    status_message_id: int | None = None
+    filesize_limit: int | None = None
+    # Not stored: what this process knows of the job.
+    cancel_requested: bool = False
+    recovered: bool = False
 
     @property
     def prompt(self) -> str | None:
@@ -77,37 +84,84 @@ class Job:
 
 
 class Reporter(Protocol):
-    async def deliver(self, job: Job, video: Path, result: JobResult) -> None: ...
+    """Whoever shows jobs to people: told of every outcome."""
+
+    async def deliver(self, job: Job, video: Path, video_url: str) -> None: ...
+
+    async def already_delivered(self, job: Job) -> bool: ...
 
     async def failed(self, job: Job, message: str) -> None: ...
 
     async def cancelled(self, job: Job) -> None: ...
 
 
+class Journal(Protocol):
+    """Where a job's progress is written before the step that depends on it."""
+
+    async def save_job(self, job: Job) -> None: ...
+
+    async def finish_job(self, job: Job) -> None: ...
+
+
+# Discord may be down for a while; the video URL stays valid for days, so keep trying.
+DELIVERY_RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0)
+
+
 @dataclass
 class JobRunner:
     segmind: SegmindClient
-    reporter: Reporter
+    journal: Journal
+    reporter: Reporter | None = None
     poll_interval_max: float = 10.0
     download_max_bytes: int = 500 * 1024 * 1024
     download_dir: Path | None = None
+    delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS
 
     async def run(self, job: Job) -> None:
-        """Carry one job to its end; every way out is reported."""
+        """Carry a job from wherever it stands to its end; every ending is reported.
+
+        A job picked up after a restart resumes at its recorded state: a submitted one is polled
+        again, a completed one delivered, and a queued one submitted.
+        """
         try:
-            await self._generate(job)
+            if job.state is JobState.QUEUED:
+                await self._submit(job)
+            if job.state is JobState.SUBMITTED:
+                await self._wait(job)
+            if job.state is JobState.COMPLETED:
+                await self._deliver(job)
         except asyncio.CancelledError:
-            self._finish(job, JobState.CANCELLED)
-            await self.reporter.cancelled(job)
+            if not job.cancel_requested:
+                raise  # the bot is stopping: the job stays as recorded, for the next start
+            await self.finish(job, JobState.CANCELLED)
         except SegmindError as error:
             log.warning("job %s failed: %s", job.id, error, extra={"request_id": job.request_id})
-            self._finish(job, JobState.FAILED, describe_failure(error))
-            await self.reporter.failed(job, job.error or "")
+            await self.finish(job, JobState.FAILED, describe_failure(error))
 
-    async def _generate(self, job: Job) -> None:
+    async def finish(self, job: Job, state: JobState, error: str | None = None) -> None:
+        """Record the end (and settle the credits) first, then tell the member."""
+        job.state, job.error, job.finished_at = state, error, time.time()
+        await self.journal.finish_job(job)
+        if self.reporter is None:
+            return
+        try:
+            if state is JobState.CANCELLED:
+                await self.reporter.cancelled(job)
+            elif state is JobState.FAILED:
+                await self.reporter.failed(job, error or "")
+        except Exception:
+            log.exception("could not tell the member about job %s", job.id)
+
+    async def _submit(self, job: Job) -> None:
+        # On disk before the POST: a crash from here on must never lead to a second submit.
         job.state = JobState.SUBMITTING
+        await self.journal.save_job(job)
         job.request_id = await self.segmind.submit(job.model.slug, job.payload())
         job.state, job.submitted_at = JobState.SUBMITTED, time.time()
+        await self.journal.save_job(job)
+
+    async def _wait(self, job: Job) -> None:
+        assert job.request_id is not None
         schedule = PollSchedule(job.model.typical_seconds, max_interval=self.poll_interval_max)
 
         async def note(status: JobStatus) -> None:
@@ -116,75 +170,37 @@ class JobRunner:
         result = await self.segmind.wait(
             job.request_id, schedule, submitted_at=job.submitted_at, on_status=note
         )
-        job.state = JobState.COMPLETED
+        job.state, job.video_url = JobState.COMPLETED, result.video_url
+        await self.journal.save_job(job)
+
+    async def _deliver(self, job: Job) -> None:
+        assert job.video_url is not None and self.reporter is not None
+        if job.recovered and await self.reporter.already_delivered(job):
+            await self.finish(job, JobState.DELIVERED)
+            return
+        for attempt, pause in enumerate((*self.delivery_retry_delays, None)):
+            try:
+                await self._download_and_post(job)
+                break
+            except SegmindError:
+                raise
+            except Exception:
+                if pause is None:
+                    raise
+                log.exception("delivery of job %s failed (attempt %d)", job.id, attempt + 1)
+                await asyncio.sleep(pause)
+        await self.finish(job, JobState.DELIVERED)
+
+    async def _download_and_post(self, job: Job) -> None:
+        assert job.video_url is not None and self.reporter is not None
         try:
             video = await self.segmind.download(
-                result.video_url, max_bytes=self.download_max_bytes, directory=self.download_dir
+                job.video_url, max_bytes=self.download_max_bytes, directory=self.download_dir
             )
         except VideoTooLarge as error:
-            # The video exists; the link is still worth having.
-            error.detail = result.video_url
+            error.detail = job.video_url  # the video exists; its link is still worth having
             raise
         try:
-            await self.reporter.deliver(job, video, result)
+            await self.reporter.deliver(job, video, job.video_url)
         finally:
             video.unlink(missing_ok=True)
-        self._finish(job, JobState.DELIVERED)
-
-    @staticmethod
-    def _finish(job: Job, state: JobState, error: str | None = None) -> None:
-        job.state, job.error, job.finished_at = state, error, time.time()
-
-
-class CancelOutcome(enum.Enum):
-    LEFT_QUEUE = "left the queue"
-    STOPPED = "stopped"
-    ALREADY_FINISHED = "already finished"
-
-
-class JobService:
-    """Every job of this process: queued fairly, run by the runner, cancellable, findable."""
-
-    def __init__(self, runner: JobRunner, limits: QueueLimits | None = None) -> None:
-        self.runner = runner
-        self.queue: JobQueue[Job] = JobQueue(runner.run, limits)
-        self._jobs: dict[str, Job] = {}
-
-    def start(self) -> None:
-        self.queue.start()
-
-    async def close(self) -> None:
-        await self.queue.close()
-
-    def check_room(self, guild_id: int, member_id: int) -> None:
-        self.queue.check_room(guild_id, member_id)
-
-    def enqueue(self, job: Job) -> int:
-        """Queue the job and return its place in line; raises QueueRefused."""
-        position = self.queue.add(job)
-        self._jobs[job.id] = job
-        return position
-
-    def get(self, job_id: str) -> Job | None:
-        return self._jobs.get(job_id)
-
-    def position(self, job: Job) -> int | None:
-        return self.queue.position(job)
-
-    def unfinished(self, guild_id: int | None = None, member_id: int | None = None) -> list[Job]:
-        return [
-            job
-            for job in self._jobs.values()
-            if not job.finished
-            and guild_id in (None, job.guild_id)
-            and member_id in (None, job.member_id)
-        ]
-
-    async def cancel(self, job: Job) -> CancelOutcome:
-        if job.finished or not self.queue.cancel(job):
-            return CancelOutcome.ALREADY_FINISHED
-        if job.state is not JobState.QUEUED:
-            return CancelOutcome.STOPPED  # the runner reports it as it unwinds
-        job.state, job.finished_at = JobState.CANCELLED, time.time()
-        await self.runner.reporter.cancelled(job)
-        return CancelOutcome.LEFT_QUEUE

@@ -42,28 +42,37 @@ class QueueLimits:
 
 @dataclass
 class _GuildQueue(Generic[T]):
-    # member id -> that member's waiting jobs, oldest first; dict order is the turn order.
+    # member id -> that member's waiting jobs, oldest first
     waiting: dict[int, collections.deque[T]] = field(default_factory=dict)
     # job id -> (member id, the task running it)
     running: dict[str, tuple[int, asyncio.Task[None]]] = field(default_factory=dict)
+    # member id -> when they last had a turn (a counter); the least recently served go first
+    served: dict[int, int] = field(default_factory=dict)
+    turns: int = 0
 
     def __len__(self) -> int:
         return sum(len(jobs) for jobs in self.waiting.values())
 
+    def _members_in_turn_order(self) -> list[int]:
+        # Never served first, then least recently served; ties keep their arrival order.
+        return sorted(self.waiting, key=lambda member: self.served.get(member, -1))
+
     def in_turn_order(self) -> Iterator[T]:
         """Waiting jobs in the order they will start: one per member per round."""
-        lanes = [list(jobs) for jobs in self.waiting.values()]
+        lanes = [list(self.waiting[member]) for member in self._members_in_turn_order()]
         for round_ in range(max((len(lane) for lane in lanes), default=0)):
             for lane in lanes:
                 if round_ < len(lane):
                     yield lane[round_]
 
     def take_next(self) -> T:
-        member, jobs = next(iter(self.waiting.items()))
-        job = jobs.popleft()
-        del self.waiting[member]
-        if jobs:
-            self.waiting[member] = jobs  # back of the line until everyone else had a turn
+        member = self._members_in_turn_order()[0]
+        lane = self.waiting[member]
+        job = lane.popleft()
+        if not lane:
+            del self.waiting[member]
+        self.turns += 1
+        self.served[member] = self.turns  # back of the line until everyone else had a turn
         return job
 
 
@@ -97,13 +106,22 @@ class JobQueue(Generic[T]):
 
     # --- What callers do ---
 
-    def add(self, job: T) -> int:
-        """Queue a job; returns its 1-based place in its guild's line, or raises QueueRefused."""
-        self.check_room(job.guild_id, job.member_id)
+    def add(self, job: T, *, force: bool = False) -> int:
+        """Queue a job; returns its 1-based place in its guild's line, or raises QueueRefused.
+
+        `force` skips the limits, for jobs that were already accepted before a restart.
+        """
+        if not force:
+            self.check_room(job.guild_id, job.member_id)
         guild = self._guilds.setdefault(job.guild_id, _GuildQueue())
         guild.waiting.setdefault(job.member_id, collections.deque()).append(job)
         self._wake.set()
         return self.position(job) or 1
+
+    def adopt(self, job: T) -> None:
+        """Run a job at once, outside the line: it was already running before a restart."""
+        self._guilds.setdefault(job.guild_id, _GuildQueue())
+        self._start(job.guild_id, job)
 
     def check_room(self, guild_id: int, member_id: int) -> None:
         """Raise QueueRefused when a new job of this member would not fit."""
@@ -142,24 +160,26 @@ class JobQueue(Generic[T]):
         guild = self._guilds.get(job.guild_id)
         return guild is not None and job.id in guild.running
 
-    def cancel(self, job: T) -> bool:
-        """Take a waiting job out of line, or stop a running one. False if it was neither."""
+    def remove_waiting(self, job: T) -> bool:
+        """Take a job out of line before it starts; False if it was not waiting."""
         guild = self._guilds.get(job.guild_id)
-        if guild is None:
+        lane = guild.waiting.get(job.member_id) if guild else None
+        if guild is None or lane is None or job not in lane:
             return False
-        lane = guild.waiting.get(job.member_id)
-        if lane is not None:
-            for waiting in lane:
-                if waiting.id == job.id:
-                    lane.remove(waiting)
-                    if not lane:
-                        del guild.waiting[job.member_id]
-                    self._wake.set()
-                    return True
-        if job.id in guild.running:
-            guild.running[job.id][1].cancel()
-            return True
-        return False
+        lane.remove(job)
+        if not lane:
+            del guild.waiting[job.member_id]
+        self._wake.set()
+        return True
+
+    def stop_running(self, job: T) -> asyncio.Task[None] | None:
+        """Cancel a running job's task and return it (to await), or None if it is not running."""
+        guild = self._guilds.get(job.guild_id)
+        if guild is None or job.id not in guild.running:
+            return None
+        task = guild.running[job.id][1]
+        task.cancel()
+        return task
 
     # --- The one dispatcher ---
 

@@ -9,7 +9,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.jobs import CancelOutcome, Job, JobState
+from bot.jobs import Job, JobState
+from bot.service import CancelOutcome
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
@@ -45,7 +46,7 @@ class CancelButton(
 async def cancel_for(interaction: discord.Interaction[VideoBot], job_id: str) -> str:
     """Cancel the job if this member may; the answer says what happened."""
     service = interaction.client.jobs
-    job = service.get(job_id)
+    job = await service.find(job_id)
     if job is None:
         return UNKNOWN_JOB
     if not may_manage(interaction, job):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import random
 import re
@@ -21,7 +22,7 @@ from bot.images import ImageLimits, ImageRejected, check_content, check_declared
 from bot.jobs import Job, JobState
 from bot.models import CATALOGUE, MAX_SEED, InvalidParameters, VideoModel, bounds, choices
 from bot.queue import QueueRefused
-from bot.segmind import JobResult
+from bot.quotas import QuotaExceeded
 from cogs.jobs import UNKNOWN_JOB, CancelButton, shorten
 
 if TYPE_CHECKING:
@@ -62,9 +63,9 @@ class Delivery:
     """How to reach the member of one job, and where its status message is."""
 
     recipient: Recipient
-    status_message_id: int | None = None
     status_text: str = ""
     status_posted: asyncio.Event = field(default_factory=asyncio.Event)
+    reposted: bool = False
 
 
 class RegenerateButton(
@@ -218,7 +219,6 @@ class VideoCog(commands.Cog):
             assert model.image_parameter is not None
             values[model.image_parameter] = await self._checked_image(image)
         parameters = model.validate(values).model_dump(exclude_none=True)
-        self.bot.jobs.check_room(interaction.guild_id, interaction.user.id)
         return Job(
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
@@ -241,21 +241,17 @@ class VideoCog(commands.Cog):
         return attachment.url
 
     async def _queue(self, interaction: discord.Interaction[VideoBot], job: Job) -> None:
-        delivery = Delivery(
-            Recipient(
-                channel=self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id),
-                member_id=job.member_id,
-                webhook=interaction.followup,
-                token_expires_at=interaction.expires_at,
-                filesize_limit=interaction.filesize_limit,
-            )
-        )
+        """Admit, store and queue the job, then show its public status message."""
+        job.interaction_token = interaction.token
+        job.token_expires_at = interaction.expires_at.timestamp()
+        job.filesize_limit = interaction.filesize_limit
+        delivery = self.deliveries[job.id] = self._new_delivery(job)
         try:
-            position = self.bot.jobs.enqueue(job)
-        except QueueRefused as refusal:
+            position = await self.bot.jobs.submit(job)
+        except (QueueRefused, QuotaExceeded) as refusal:
+            del self.deliveries[job.id]
             await interaction.edit_original_response(content=str(refusal))
             return
-        self.deliveries[job.id] = delivery
         try:
             # The deferred reply must be settled first: Discord turns the first followup after a
             # defer into that (ephemeral) reply, and the status message has to be public.
@@ -264,12 +260,13 @@ class VideoCog(commands.Cog):
             )
             delivery.status_text = self._status(job)
             message = await delivery.recipient.send(delivery.status_text, view=_cancel_view(job))
-            delivery.status_message_id = message.id
+            job.status_message_id = message.id
+            await self.bot.jobs.save(job)
         finally:
             delivery.status_posted.set()
 
     async def regenerate(self, interaction: discord.Interaction[VideoBot], job_id: str) -> None:
-        original = self.bot.jobs.get(job_id)
+        original = await self.bot.jobs.find(job_id)
         if original is None:
             await interaction.edit_original_response(content=UNKNOWN_JOB)
             return
@@ -277,11 +274,6 @@ class VideoCog(commands.Cog):
             await interaction.edit_original_response(
                 content="Only the member who asked for this video can regenerate it."
             )
-            return
-        try:
-            self.bot.jobs.check_room(original.guild_id, original.member_id)
-        except QueueRefused as refusal:
-            await interaction.edit_original_response(content=str(refusal))
             return
         job = Job(
             guild_id=original.guild_id,
@@ -294,17 +286,26 @@ class VideoCog(commands.Cog):
 
     # --- Reporter: what the runner tells us ---
 
-    async def deliver(self, job: Job, video: Path, result: JobResult) -> None:
+    async def deliver(self, job: Job, video: Path, video_url: str) -> None:
         delivery = await self._delivery(job)
         taken = time.time() - job.created_at
         seed = f" · seed {job.seed}" if job.seed is not None else ""
         content = f"🎬 **{job.model.title}**{seed} · took {_clock(taken)}{_quoted(job.prompt)}"
         view = discord.ui.View(timeout=None)
         view.add_item(RegenerateButton(job.id))
-        await send_video(
-            delivery.recipient, video, content=content, video_url=result.video_url, view=view
-        )
+        await send_video(delivery.recipient, video, content=content, video_url=video_url, view=view)
         await self._retire_status(job, delivery)
+
+    async def already_delivered(self, job: Job) -> bool:
+        """Whether the result message is in the channel already (posted just before a crash)."""
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        marker = RegenerateButton(job.id).custom_id
+        me = self.bot.user.id if self.bot.user else self.bot.application_id
+        after = discord.Object(discord.utils.time_snowflake(_utc(job.created_at)))
+        async for message in channel.history(limit=200, after=after):
+            if message.author.id == me and marker in _custom_ids(message):
+                return True
+        return False
 
     async def failed(self, job: Job, message: str) -> None:
         delivery = await self._delivery(job)
@@ -316,20 +317,37 @@ class VideoCog(commands.Cog):
 
     async def cancelled(self, job: Job) -> None:
         delivery = await self._delivery(job)
-        if delivery.status_message_id is not None:
+        if job.status_message_id is not None:
             await delivery.recipient.edit(
-                delivery.status_message_id, self._header(job) + "\n🚫 Cancelled.", view=None
+                job.status_message_id, self._header(job) + "\n🚫 Cancelled.", view=None
             )
         self.deliveries.pop(job.id, None)
 
     async def _delivery(self, job: Job) -> Delivery:
-        delivery = self.deliveries[job.id]
+        delivery = self.deliveries.get(job.id)
+        if delivery is None:  # a job from before a restart
+            delivery = self.deliveries[job.id] = self._new_delivery(job)
+            delivery.status_posted.set()
         await delivery.status_posted.wait()
         return delivery
 
+    def _new_delivery(self, job: Job) -> Delivery:
+        webhook = None
+        if job.interaction_token and self.bot.application_id:
+            webhook = interaction_webhook(self.bot, job.interaction_token)
+        expires = _utc(job.token_expires_at) if job.token_expires_at else None
+        recipient = Recipient(
+            channel=self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id),
+            member_id=job.member_id,
+            webhook=webhook,
+            token_expires_at=expires,
+            filesize_limit=job.filesize_limit or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES,
+        )
+        return Delivery(recipient)
+
     async def _retire_status(self, job: Job, delivery: Delivery) -> None:
-        if delivery.status_message_id is not None:
-            await delivery.recipient.delete(delivery.status_message_id)
+        if job.status_message_id is not None:
+            await delivery.recipient.delete(job.status_message_id)
         self.deliveries.pop(job.id, None)
 
     # --- Live status ---
@@ -339,20 +357,29 @@ class VideoCog(commands.Cog):
         interval = self.bot.settings.status_update_seconds
         while True:
             await asyncio.sleep(interval)
-            for job_id, delivery in list(self.deliveries.items()):
-                job = self.bot.jobs.get(job_id)
-                if job is None or job.finished or delivery.status_message_id is None:
-                    continue
-                text = self._status(job)
-                if text == delivery.status_text:
-                    continue
-                delivery.status_text = text
+            for job in self.bot.jobs.unfinished():
                 try:
-                    await delivery.recipient.edit(
-                        delivery.status_message_id, text, view=_cancel_view(job)
-                    )
+                    await self._refresh_status(job)
                 except discord.HTTPException as error:
                     log.info("status of job %s not updated: %s", job.id, error)
+
+    async def _refresh_status(self, job: Job) -> None:
+        delivery = await self._delivery(job)
+        text = self._status(job)
+        if text == delivery.status_text:
+            return
+        delivery.status_text = text
+        if job.status_message_id is None:
+            return
+        if job.recovered and not delivery.recipient.token_alive() and not delivery.reposted:
+            # The old status message belongs to a dead interaction: start a fresh one.
+            delivery.reposted = True
+            await delivery.recipient.delete(job.status_message_id)
+            message = await delivery.recipient.send(text, view=_cancel_view(job))
+            job.status_message_id = message.id
+            await self.bot.jobs.save(job)
+            return
+        await delivery.recipient.edit(job.status_message_id, text, view=_cancel_view(job))
 
     def _status(self, job: Job) -> str:
         header = self._header(job)
@@ -370,6 +397,29 @@ class VideoCog(commands.Cog):
 
     def _header(self, job: Job) -> str:
         return f"🎬 **{job.model.title}** for <@{job.member_id}>{_quoted(job.prompt)}"
+
+
+def interaction_webhook(bot: VideoBot, token: str) -> discord.Webhook:
+    """The followup webhook of an interaction, rebuilt from its token (it outlives a restart).
+
+    This is how discord.py builds `Interaction.followup`; an application webhook may send
+    ephemeral messages, a plain partial webhook may not.
+    """
+    data = {"id": bot.application_id, "type": 3, "token": token}
+    return discord.Webhook.from_state(data, bot._connection)  # type: ignore[arg-type]
+
+
+def _custom_ids(message: discord.Message) -> set[str]:
+    ids = set()
+    for row in message.components:
+        for item in getattr(row, "children", [row]):
+            if custom_id := getattr(item, "custom_id", None):
+                ids.add(custom_id)
+    return ids
+
+
+def _utc(timestamp: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
 
 
 def _cancel_view(job: Job) -> discord.ui.View:

@@ -138,7 +138,9 @@ async def test_the_status_message_is_public_and_is_removed_once_the_video_is_pos
 
 async def test_the_synced_commands_carry_the_catalogue_ranges_and_choices(world: World) -> None:
     commands = {command["name"]: command for command in world.fake.commands}
-    assert set(commands) == {"svd", "cog-video", "cog-video-i2v", "pixverse", "grok-video", "jobs"}
+    assert set(commands) == {
+        "svd", "cog-video", "cog-video-i2v", "pixverse", "grok-video", "jobs", "quota", "usage"
+    }  # fmt: skip
 
     def options(name: str) -> dict[str, dict[str, Any]]:
         return {option["name"]: option for option in commands[name].get("options", [])}
@@ -530,8 +532,10 @@ async def test_regenerate_runs_the_same_parameters_with_a_new_seed(world: World)
     assert {**second, "seed": 42} == first
 
 
-async def test_buttons_of_a_finished_or_unknown_job_say_so(world: World, tmp_path: Path) -> None:
-    interaction = await world.slash(world.alice, "grok-video", {"prompt": "waves"})
+async def test_buttons_work_after_a_restart_and_say_when_a_job_is_finished_or_gone(
+    world: World, tmp_path: Path
+) -> None:
+    interaction = await world.slash(world.alice, "grok-video", {"prompt": "waves", "duration": 2})
     [video] = await world.delivered()
     status = interaction.followups[0]
     [cancel_id] = [cid for cid in status.custom_ids if cid.startswith("job:cancel:")]
@@ -543,5 +547,12 @@ async def test_buttons_of_a_finished_or_unknown_job_say_so(world: World, tmp_pat
 
     await world.bot.close()
     async with restarted(world, tmp_path / "bot.db") as again:
+        click = await again.fake.click(again.guild, again.alice, video, regenerate_id)
+        assert "Queued as job" in await again.reply_to(click)
+        await again.delivered(2)
+        first, second = submitted_payloads(again.simulator)
+        assert {**second, "seed": None} == {**first, "seed": None}
+
+        await again.bot.store.discard_job(regenerate_id.rsplit(":", 1)[1])
         click = await again.fake.click(again.guild, again.alice, video, regenerate_id)
         assert "no longer known" in await again.reply_to(click)

@@ -111,12 +111,32 @@ async def test_cancel_takes_a_waiting_job_out_and_stops_a_running_one() -> None:
     await settle()
     assert queue.position(waiting) == 1
 
-    assert queue.cancel(waiting)
+    assert queue.remove_waiting(waiting)
     assert queue.position(waiting) is None
-    assert queue.cancel(running)
-    await settle()
+    assert not queue.remove_waiting(running)
+    task = queue.stop_running(running)
+    assert task is not None
+    await asyncio.wait([task])
 
     assert recorder.started == ["run"]
+    assert task.cancelled()
     assert not queue.is_running(running)
-    assert not queue.cancel(running)
+    assert queue.stop_running(running) is None
+    await queue.close()
+
+
+async def test_a_member_who_just_had_a_turn_waits_behind_a_newcomer() -> None:
+    recorder = Recorder()
+    queue: JobQueue[Work] = JobQueue(recorder.run, QueueLimits(guild_concurrency=1))
+    queue.start()
+    first = Work("a0", 1, 100)
+    queue.add(first)
+    await settle()  # a0 runs; alice's lane is empty now
+    for job in (Work("a1", 1, 100), Work("a2", 1, 100), Work("b0", 1, 200)):
+        queue.add(job)
+
+    assert [job.id for job in queue.waiting(1)] == ["b0", "a1", "a2"]
+    first.done.set()
+    await settle()
+    assert recorder.started == ["a0", "b0"]
     await queue.close()

@@ -1,0 +1,202 @@
+"""`/quota` for server managers and `/usage` for everyone: credits per period."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.models import CATALOGUE
+from bot.quotas import Allowance, Period
+from bot.store import EVERYONE, Store
+
+if TYPE_CHECKING:
+    from bot.app import VideoBot
+
+LIMIT = app_commands.Range[int, -1, 1_000_000]
+LIMIT_HELP = "Credits per period; -1 for no limit"
+MODEL_CHOICES = [
+    app_commands.Choice(name=f"/{model.command}", value=model.slug) for model in CATALOGUE.values()
+]
+MANAGERS_ONLY = "Only members with the Manage Server permission can change quotas."
+QUIET = discord.AllowedMentions.none()
+
+
+class QuotaCog(commands.Cog):
+    quota = app_commands.Group(
+        name="quota",
+        description="How many credits members may spend on videos",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    def __init__(self, bot: VideoBot) -> None:
+        self.bot = bot
+
+    @property
+    def store(self) -> Store:
+        return self.bot.store
+
+    async def cog_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        if isinstance(error, app_commands.MissingPermissions | app_commands.NoPrivateMessage):
+            text = (
+                MANAGERS_ONLY
+                if isinstance(error, app_commands.MissingPermissions)
+                else ("This command works in servers only.")
+            )
+            if interaction.response.is_done():
+                await interaction.edit_original_response(content=text)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+            return
+        raise error
+
+    # The permission is checked here too: default_permissions only hides the command.
+    @quota.command(name="set-default", description="Set the credits each member may spend")
+    @app_commands.describe(limit=LIMIT_HELP)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def set_default(self, interaction: discord.Interaction[VideoBot], limit: LIMIT) -> None:
+        await interaction.response.defer(ephemeral=True)
+        await self.store.update_guild_quota(_guild(interaction), member_limit=_limit(limit))
+        await _reply(interaction, f"Each member may now spend {_amount(_limit(limit))} per period.")
+
+    @quota.command(name="set-user", description="Set the credits one member may spend")
+    @app_commands.describe(user="The member", limit=LIMIT_HELP)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def set_user(
+        self, interaction: discord.Interaction[VideoBot], user: discord.Member, limit: LIMIT
+    ) -> None:
+        await interaction.response.defer(ephemeral=True)
+        await self.store.set_member_override(_guild(interaction), user.id, _limit(limit))
+        await _reply(
+            interaction, f"{user.mention} may now spend {_amount(_limit(limit))} per period."
+        )
+
+    @quota.command(name="set-guild", description="Set the credits the whole server may spend")
+    @app_commands.describe(limit=LIMIT_HELP)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def set_guild(self, interaction: discord.Interaction[VideoBot], limit: LIMIT) -> None:
+        await interaction.response.defer(ephemeral=True)
+        await self.store.update_guild_quota(_guild(interaction), guild_limit=_limit(limit))
+        await _reply(interaction, f"The server may now spend {_amount(_limit(limit))} per period.")
+
+    @quota.command(name="cost", description="Set how many credits one video of a model costs")
+    @app_commands.describe(model="The model", credits="Credits per video")
+    @app_commands.choices(model=MODEL_CHOICES)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def cost(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        model: str,
+        credits: app_commands.Range[int, 0, 1000],
+    ) -> None:
+        await interaction.response.defer(ephemeral=True)
+        await self.store.set_model_cost(_guild(interaction), model, credits)
+        await _reply(interaction, f"**/{CATALOGUE[model].command}** now costs {_amount(credits)}.")
+
+    @quota.command(name="period", description="Set how often credits reset (UTC)")
+    @app_commands.describe(period="day, week (from Monday) or month")
+    @app_commands.choices(period=[app_commands.Choice(name=p.value, value=p.value) for p in Period])
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def period(self, interaction: discord.Interaction[VideoBot], period: str) -> None:
+        await interaction.response.defer(ephemeral=True)
+        await self.store.update_guild_quota(_guild(interaction), period=period)
+        await _reply(interaction, f"Credits now reset every {period} (UTC).")
+
+    @quota.command(name="show", description="Limits, usage and top spenders this period")
+    @app_commands.describe(user="Show this member's standing too")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def show(
+        self, interaction: discord.Interaction[VideoBot], user: discord.Member | None = None
+    ) -> None:
+        await interaction.response.defer(ephemeral=True)
+        guild_id = _guild(interaction)
+        quotas = self.bot.jobs.quotas
+        standing = await quotas.allowance(guild_id, user.id if user else EVERYONE)
+        settings = await self.store.guild_quota(guild_id)
+        lines = [
+            f"**Credits this {standing.period}** (resets {_when(standing)})",
+            f"Each member: {_amount(settings.member_limit)}. Server budget:"
+            f" {_amount(standing.guild_limit)}, {standing.guild_used} used.",
+            "Costs: " + ", ".join([await self._cost_line(guild_id, slug) for slug in CATALOGUE]),
+        ]
+        if user is not None:
+            lines.append(
+                f"{user.mention}: {standing.member_used} used of {_amount(standing.member_limit)}."
+            )
+        spenders = await self.store.top_spenders(guild_id, standing.guild_since)
+        if spenders:
+            ranking = ", ".join(f"<@{member}> {used}" for member, used in spenders)
+            lines.append(f"Top spenders: {ranking}")
+        await _reply(interaction, "\n".join(lines))
+
+    @quota.command(name="reset", description="Start this period's usage from zero")
+    @app_commands.describe(user="Only this member (default: everyone)")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def reset(
+        self, interaction: discord.Interaction[VideoBot], user: discord.Member | None = None
+    ) -> None:
+        await interaction.response.defer(ephemeral=True)
+        now = self.bot.jobs.quotas.clock().timestamp()
+        await self.store.reset_usage(_guild(interaction), user.id if user else EVERYONE, now)
+        who = user.mention if user else "everyone in this server"
+        await _reply(interaction, f"Usage reset for {who}.")
+
+    @app_commands.command(name="usage", description="Your video credits: used, left, next reset")
+    @app_commands.guild_only()
+    async def usage(self, interaction: discord.Interaction[VideoBot]) -> None:
+        await interaction.response.defer(ephemeral=True)
+        guild_id = _guild(interaction)
+        standing = await self.bot.jobs.quotas.allowance(guild_id, interaction.user.id)
+        if standing.member_limit is None:
+            mine = (
+                f"You have used {standing.member_used} credits this {standing.period};"
+                " you have no limit."
+            )
+        else:
+            mine = (
+                f"You have used {standing.member_used} of your {_amount(standing.member_limit)}"
+                f" this {standing.period}; {standing.member_left} left."
+            )
+        server = ""
+        if standing.guild_limit is not None:
+            budget = _amount(standing.guild_limit)
+            server = f"\nThe server has {standing.guild_left} of its {budget} left."
+        costs = ", ".join([await self._cost_line(guild_id, slug) for slug in CATALOGUE])
+        await _reply(
+            interaction, f"{mine} Credits reset {_when(standing)}.{server}\nCosts: {costs}"
+        )
+
+    async def _cost_line(self, guild_id: int, slug: str) -> str:
+        return f"/{CATALOGUE[slug].command} {await self.store.model_cost(guild_id, slug)}"
+
+
+def _guild(interaction: discord.Interaction) -> int:
+    assert interaction.guild_id is not None  # the commands are guild-only
+    return interaction.guild_id
+
+
+def _limit(value: int) -> int | None:
+    return None if value < 0 else value
+
+
+def _amount(limit: int | None) -> str:
+    if limit is None:
+        return "no limit"
+    return "1 credit" if limit == 1 else f"{limit} credits"
+
+
+def _when(standing: Allowance) -> str:
+    return f"<t:{int(standing.resets_at.timestamp())}:R>"
+
+
+async def _reply(interaction: discord.Interaction, text: str) -> None:
+    await interaction.edit_original_response(content=text, allowed_mentions=QUIET)
+
+
+async def setup(bot: VideoBot) -> None:
+    await bot.add_cog(QuotaCog(bot))
