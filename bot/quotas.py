@@ -75,7 +75,6 @@ class Quotas:
         settings = await self.store.guild_quota(job.guild_id)
         start, _ = period_bounds(Period(settings.period), now)
         admission = Admission(
-            cost=job.credits,
             member_limit=await self.member_limit(job.guild_id, job.member_id),
             member_since=max(
                 start.timestamp(), await self.store.reset_point(job.guild_id, job.member_id)

@@ -102,9 +102,8 @@ class GuildQuota:
 
 @dataclass(frozen=True)
 class Admission:
-    """What the conditional insert checked a job against."""
+    """The limits a job's credits are checked against, and since when usage counts."""
 
-    cost: int
     member_limit: int | None
     member_since: float
     guild_limit: int | None
@@ -153,7 +152,7 @@ class Store:
     # --- jobs ---
 
     async def admit_job(self, job: Job, admission: Admission) -> bool:
-        """Insert the job holding `admission.cost` credits if both limits allow, atomically.
+        """Insert the job, holding `job.credits`, if both limits allow it, atomically.
 
         One INSERT ... SELECT ... WHERE statement checks the usage and reserves in the same
         step, so concurrent admissions can never overshoot a limit.
@@ -162,12 +161,12 @@ class Store:
         placeholders = ", ".join(f":{column}" for column in _JOB_COLUMNS)
         cursor = await self._db.execute(
             f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) SELECT {placeholders}"
-            " WHERE (:member_limit IS NULL OR :cost + (SELECT COALESCE(SUM(credits), 0) FROM jobs"
-            "        WHERE guild_id = :guild_id AND member_id = :member_id"
+            " WHERE (:member_limit IS NULL OR :credits + (SELECT COALESCE(SUM(credits), 0)"
+            "        FROM jobs WHERE guild_id = :guild_id AND member_id = :member_id"
             "        AND credit_state != 'refunded' AND created_at >= :member_since)"
             "        <= :member_limit)"
-            " AND (:guild_limit IS NULL OR :cost + (SELECT COALESCE(SUM(credits), 0) FROM jobs"
-            "        WHERE guild_id = :guild_id"
+            " AND (:guild_limit IS NULL OR :credits + (SELECT COALESCE(SUM(credits), 0)"
+            "        FROM jobs WHERE guild_id = :guild_id"
             "        AND credit_state != 'refunded' AND created_at >= :guild_since)"
             "        <= :guild_limit)",
             {**values, **admission.__dict__},

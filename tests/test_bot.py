@@ -305,6 +305,7 @@ async def test_each_provider_failure_reaches_the_requester_in_plain_words(
     assert notice.ephemeral
     assert world.videos() == []
     assert world.bot.jobs.unfinished() == []
+    assert [state for _, state in (await world.bot.store.credit_states()).values()] == ["refunded"]
 
 
 async def test_a_bad_api_key_is_reported_as_misconfiguration_without_details(
