@@ -90,7 +90,7 @@ class SimulatedJob:
         return "FAILED" if self.error else "COMPLETED"
 
 
-@dataclass(frozen=True)
+@dataclass
 class LoggedRequest:
     at: float
     method: str
@@ -174,23 +174,25 @@ class Simulator:
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
         endpoint = _endpoint_of(request)
-        response: web.StreamResponse | None = None
+        if endpoint == "control":
+            return await handler(request)
+        # Logged on arrival, as the provider counts it; the status is filled in on the way out.
+        entry = LoggedRequest(
+            at=self.clock(),
+            method=request.method,
+            endpoint=endpoint,
+            status=0,
+            slug=request.match_info.get("slug"),
+            request_id=request.match_info.get("request_id"),
+            sent_key="x-api-key" in request.headers,
+        )
+        self.log.append(entry)
         try:
             response = await handler(request)
+            entry.status = response.status
             return response
         finally:
-            if endpoint != "control":
-                self.log.append(
-                    LoggedRequest(
-                        at=self.clock(),
-                        method=request.method,
-                        endpoint=endpoint,
-                        status=response.status if response is not None else 0,
-                        slug=request.match_info.get("slug"),
-                        request_id=request.get(_REQUEST_ID) or request.match_info.get("request_id"),
-                        sent_key="x-api-key" in request.headers,
-                    )
-                )
+            entry.request_id = request.get(_REQUEST_ID) or entry.request_id
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
         slug = request.match_info["slug"]
@@ -272,6 +274,8 @@ class Simulator:
             return self._fault_answer(fault)
         if job is None or job.video_missing or (fault and fault.kind == "video_404"):
             return web.Response(status=404, text="Not Found")
+        if fault is not None and fault.kind == "slow":
+            await asyncio.sleep(fault.delay)
         sample = self._sample
         size = max(job.video_size or len(sample), len(sample))
         response = web.StreamResponse(headers={"Content-Type": "video/mp4"})

@@ -1,0 +1,180 @@
+"""Restart recovery: kill -9 the bot mid-work, start it again on the same database.
+
+The bot runs as a real subprocess (`python -m bot`, pointed at the fake Discord); the fake and
+the simulator live in the test, so they remember everything across the kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from bot.simulator import Simulator
+from tests.bot_world import bot_world, png_bytes, restarted
+from tests.conftest import API_KEY
+from tests.fakediscord import FakeDiscord, FakeGuild, FakeInteraction, FakeMessage
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@asynccontextmanager
+async def bot_process(
+    fake: FakeDiscord, simulator: Simulator, database: Path, log: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(ROOT),
+        "FAKE_DISCORD_API": fake.api_base,
+        "FAKE_DISCORD_GATEWAY": fake.gateway_url,
+        "DISCORD_TOKEN": fake.token,
+        "SEGMIND_API_KEY": API_KEY,
+        "SEGMIND_BASE_URL": simulator.url,
+        "DATABASE_PATH": str(database),
+        "SEGMIND_POLL_INTERVAL_MAX": "0.2",
+        "SEGMIND_REQUESTS_PER_MINUTE": "100000",
+        "SEGMIND_RETRY_BASE_DELAY": "0.05",
+        "STATUS_UPDATE_SECONDS": "0.3",
+        "QUEUE_GUILD_CONCURRENCY": "3",
+        "QUEUE_MEMBER_PENDING_MAX": "10",
+        "LOG_LEVEL": "INFO",
+    }
+    with log.open("a") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "tests" / "bot_process.py"),
+            env=env, cwd=database.parent, stdout=output, stderr=output,
+        )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def job_states(database: Path) -> dict[str, tuple[str, str, str, int]]:
+    """prompt -> (job id, state, credit state, credits), read as a second SQLite client would."""
+    async with (
+        aiosqlite.connect(database) as db,
+        db.execute("SELECT id, parameters, state, credit_state, credits FROM jobs") as cursor,
+    ):
+        rows = await cursor.fetchall()
+    return {
+        json.loads(row[1]).get("prompt", "svd"): (row[0], row[2], row[3], row[4]) for row in rows
+    }
+
+
+def result_messages(fake: FakeDiscord, guild: FakeGuild, job_id: str) -> list[FakeMessage]:
+    marker = f"job:regenerate:{job_id}"
+    return [m for m in fake.channel_messages(guild.channel) if marker in m.custom_ids]
+
+
+async def states_become(database: Path, fake: FakeDiscord, wanted: dict[str, str]) -> None:
+    async def reached() -> bool:
+        if not database.exists():
+            return False
+        states = await job_states(database)
+        return all(states.get(prompt, ("", ""))[1] == state for prompt, state in wanted.items())
+
+    await fake.wait_for(reached, timeout=30, message=f"job states {wanted}")
+
+
+async def test_kill_9_loses_no_job_submits_once_and_delivers_each_video_once(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    simulator.speed = 0.02  # svd 0.6 s, grok 1.4 s, cog-video-i2v 7 s
+    database, log = tmp_path / "bot.db", tmp_path / "bot.log"
+    async with FakeDiscord() as fake:
+        guild = fake.add_guild("Studio")
+        alice, bob = guild.add_member("alice"), guild.add_member("bob")
+        image = fake.add_attachment("cat.png", png_bytes(), "image/png")
+
+        async def slash(member, command: str, options: dict, **kw) -> FakeInteraction:
+            return await fake.slash(guild, member, command, options, **kw)
+
+        async with bot_process(fake, simulator, database, log):
+            await fake.wait_for(lambda: fake.sync_count == 1, timeout=30, message="bot started")
+            await fake.wait_for(lambda: fake.commands, timeout=30)
+            await asyncio.sleep(0.5)  # the gateway session is up
+
+            await slash(alice, "grok-video", {"prompt": "before"})
+            await states_become(database, fake, {"before": "delivered"})
+
+            simulator.add_fault("slow", endpoint="file", slug="svd", delay=60)
+            await slash(alice, "svd", {}, attachments={"image": image})
+            await slash(bob, "cog-video-i2v", {"prompt": "running"}, attachments={"image": image})
+            simulator.add_fault("slow", endpoint="submit", slug="pixverse-5-video", delay=60)
+            await slash(bob, "pixverse", {"prompt": "mid-submit"})
+            await states_become(
+                database, fake,
+                {"svd": "completed", "running": "submitted", "mid-submit": "submitting"},
+            )  # fmt: skip
+            queued_one = await slash(alice, "grok-video", {"prompt": "queued 1"})
+            await slash(bob, "grok-video", {"prompt": "queued 2"})
+            await states_become(database, fake, {"queued 1": "queued", "queued 2": "queued"})
+            await fake.wait_for(lambda: queued_one.followups, message="status of queued 1")
+        # The block has ended: the process got SIGKILL, with no chance to tidy up.
+
+        simulator.faults.clear()
+        queued_one.expire_token()  # its status message must be posted afresh, in the channel
+        async with bot_process(fake, simulator, database, log):
+            await states_become(
+                database, fake,
+                {
+                    "before": "delivered", "svd": "delivered", "running": "delivered",
+                    "mid-submit": "failed", "queued 1": "delivered", "queued 2": "delivered",
+                },
+            )  # fmt: skip
+            await asyncio.sleep(0.5)  # time for a duplicate to show, were there one
+            states = await job_states(database)
+
+    for prompt, (job_id, _, _, _) in states.items():
+        expected = 0 if prompt == "mid-submit" else 1
+        assert len(result_messages(fake, guild, job_id)) == expected, prompt
+    submits = [entry.slug for entry in simulator.requests("submit")]
+    assert sorted(submits) == sorted(
+        ["grok-imagine-video"] * 3 + ["svd", "cog-video-5b-i2v", "pixverse-5-video"]
+    )
+    credits = {
+        prompt: (credit_state, amount) for prompt, (_, _, credit_state, amount) in states.items()
+    }
+    assert credits.pop("mid-submit") == ("refunded", 1)
+    assert set(credits.values()) == {("spent", 1)}
+    told = [
+        m for m in fake.channel_messages(guild.channel) if "may or may not have run" in m.content
+    ]
+    assert len(told) == 1
+    reposted = [
+        m for m in fake.channel_messages(guild.channel, include_deleted=True)
+        if m.route == "channel" and "queued 1" in m.content and not m.attachments
+    ]  # fmt: skip
+    assert reposted, "the status of a job whose token expired is posted again in the channel"
+
+
+async def test_a_video_posted_just_before_a_crash_is_not_posted_again(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    """The crash came after the video was posted but before `delivered` was written."""
+    simulator.speed = 0.005
+    database = tmp_path / "bot.db"
+    async with bot_world(simulator, database) as world:
+        await world.slash(world.alice, "grok-video", {"prompt": "once"})
+        await world.delivered()
+        assert await world.bot.store.unfinished_jobs() == []
+        async with aiosqlite.connect(database) as db:
+            await db.execute("UPDATE jobs SET state = 'completed', credit_state = 'reserved'")
+            await db.commit()
+        await world.bot.close()
+
+        async with restarted(world, database) as again:
+            await again.fake.wait_for(lambda: not again.bot.jobs.unfinished())
+            assert len(again.videos()) == 1
+            [(_, state, credit_state, _)] = (await job_states(database)).values()
+            assert (state, credit_state) == ("delivered", "spent")
+            assert not again.simulator.requests("file")[1:]  # not even downloaded again
