@@ -166,7 +166,7 @@ async def test_a_video_posted_just_before_a_crash_is_not_posted_again(
     async with bot_world(simulator, database) as world:
         await world.slash(world.alice, "grok-video", {"prompt": "once"})
         await world.delivered()
-        assert await world.bot.store.unfinished_jobs() == []
+        await world.fake.wait_for(lambda: not world.bot.jobs.unfinished())
         async with aiosqlite.connect(database) as db:
             await db.execute("UPDATE jobs SET state = 'completed', credit_state = 'reserved'")
             await db.commit()
