@@ -25,6 +25,13 @@ TOKEN_MARGIN = datetime.timedelta(seconds=60)
 # Discord's answers when an interaction token is no longer good.
 _DEAD_TOKEN_STATUSES = frozenset({401, 404})
 _PAYLOAD_TOO_LARGE = 413
+_FILE_TOO_LARGE_CODE = 40005
+# A re-encode of a few minutes of video takes seconds; anything longer is stuck.
+SHRINK_TIMEOUT = 300.0
+
+
+class DeliveryRefused(Exception):
+    """The video cannot be posted, and trying again will not change that (say, no permission)."""
 
 
 @dataclass
@@ -44,15 +51,12 @@ class Recipient:
         self,
         content: str,
         *,
-        file: discord.File | None = None,
+        file: Path | None = None,
         view: discord.ui.View | None = None,
         ephemeral: bool = False,
         mention: bool = False,
     ) -> discord.Message:
         """Send a message; `mention` pings the requester and nobody else, whatever the text says."""
-        extras = {"file": file} if file is not None else {}
-        if view is not None:
-            extras["view"] = view
         if self.token_alive():
             assert self.webhook is not None
             try:
@@ -61,19 +65,17 @@ class Recipient:
                     ephemeral=ephemeral,
                     allowed_mentions=self._mentions(mention),
                     wait=True,
-                    **extras,
+                    **_extras(file, view),
                 )
             except discord.HTTPException as error:
                 if error.status not in _DEAD_TOKEN_STATUSES:
                     raise
                 self._token_died(error)
-                if file is not None:
-                    file.reset()
         # Without the interaction nothing can be ephemeral: say whom it is for.
         return await self.channel.send(
             _with_mention(content, self.member_id),
             allowed_mentions=self._mentions(True),
-            **extras,
+            **_extras(file, view),
         )
 
     async def edit(
@@ -122,6 +124,16 @@ class Recipient:
         self.token_expires_at = None
 
 
+def _extras(file: Path | None, view: discord.ui.View | None) -> dict[str, object]:
+    # A fresh File each time: discord.py closes the one it has sent, even when the send failed.
+    extras: dict[str, object] = {}
+    if file is not None:
+        extras["file"] = discord.File(file, "video.mp4")
+    if view is not None:
+        extras["view"] = view
+    return extras
+
+
 def _with_mention(content: str, member_id: int) -> str:
     return f"<@{member_id}> {content}"
 
@@ -139,11 +151,9 @@ async def send_video(
     size = video.stat().st_size
     if size <= limit:
         try:
-            return await recipient.send(
-                content, file=discord.File(video, "video.mp4"), view=view, mention=True
-            )
+            return await recipient.send(content, file=video, view=view, mention=True)
         except discord.HTTPException as error:
-            if error.status != _PAYLOAD_TOO_LARGE:
+            if not _too_large(error):
                 raise
             limit = min(limit, size - 1)
     note = (
@@ -155,11 +165,13 @@ async def send_video(
         return await recipient.send(content + note, view=view, mention=True)
     try:
         note += "\nAttached is a smaller copy."
-        return await recipient.send(
-            content + note, file=discord.File(smaller, "video.mp4"), view=view, mention=True
-        )
+        return await recipient.send(content + note, file=smaller, view=view, mention=True)
     finally:
         smaller.unlink(missing_ok=True)
+
+
+def _too_large(error: discord.HTTPException) -> bool:
+    return error.status == _PAYLOAD_TOO_LARGE or error.code == _FILE_TOO_LARGE_CODE
 
 
 async def shrink_video(video: Path, limit: int) -> Path | None:
@@ -177,12 +189,19 @@ async def shrink_video(video: Path, limit: int) -> Path | None:
     handle, name = tempfile.mkstemp(prefix="shrunk-", suffix=".mp4", dir=video.parent)
     out = Path(name)
     os.close(handle)
-    ran = await _run(
-        "ffmpeg", "-v", "error", "-y", "-i", str(video),
-        "-c:v", "libx264", "-preset", "veryfast", "-b:v", f"{video_kbps}k",
-        "-maxrate", f"{video_kbps}k", "-bufsize", f"{video_kbps * 2}k",
-        "-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart", str(out),
-    )  # fmt: skip
+    try:
+        ran = await _run(
+            "ffmpeg", "-v", "error", "-y", "-i", str(video),
+            "-c:v", "libx264", "-preset", "veryfast", "-b:v", f"{video_kbps}k",
+            "-maxrate", f"{video_kbps}k", "-bufsize", f"{video_kbps * 2}k",
+            "-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart", str(out),
+        )  # fmt: skip
+    except TimeoutError:
+        log.warning("ffmpeg took longer than %.0f s; giving up on a smaller copy", SHRINK_TIMEOUT)
+        ran = None
+    except BaseException:  # cancelled: leave no half-written copy behind
+        out.unlink(missing_ok=True)
+        raise
     if ran is None or not out.exists() or out.stat().st_size > limit:
         out.unlink(missing_ok=True)
         return None
@@ -203,7 +222,12 @@ async def _run(*command: str) -> str | None:
     process = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    stdout, stderr = await process.communicate()
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), SHRINK_TIMEOUT)
+    except (TimeoutError, asyncio.CancelledError):
+        process.kill()
+        await process.wait()
+        raise
     if process.returncode != 0:
         log.warning("%s failed: %s", command[0], stderr.decode(errors="replace")[-300:])
         return None

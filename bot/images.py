@@ -7,7 +7,6 @@ file name or the content type Discord reports.
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -45,23 +44,23 @@ def check_content(filename: str, data: bytes, limits: ImageLimits) -> CheckedIma
     """Decode the image fully; raise ImageRejected when it is not a usable picture."""
     _check_size(filename, len(data), limits)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                kind, (width, height) = image.format, image.size
-                if kind not in ACCEPTED_FORMATS:
-                    raise ImageRejected(
-                        f"`{filename}` is a {kind} image; use a PNG, JPEG or WebP image."
-                    )
-                if width * height > limits.max_pixels:
-                    raise ImageRejected(
-                        f"`{filename}` is {width}x{height} pixels; images may have at most"
-                        f" {limits.max_pixels:,} pixels."
-                    )
-                image.load()  # decodes every byte: a truncated file fails here
+        # Our pixel limit sits far below Pillow's own bomb threshold, and is checked before any
+        # decoding; Pillow's DecompressionBombError still stops anything absurd at open().
+        with Image.open(io.BytesIO(data)) as image:
+            kind, (width, height) = image.format, image.size
+            if kind not in ACCEPTED_FORMATS:
+                raise ImageRejected(
+                    f"`{filename}` is a {kind} image; use a PNG, JPEG or WebP image."
+                )
+            if width * height > limits.max_pixels:
+                raise ImageRejected(
+                    f"`{filename}` is {width}x{height} pixels; images may have at most"
+                    f" {limits.max_pixels:,} pixels."
+                )
+            image.load()  # decodes every byte: a truncated file fails here
     except ImageRejected:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (UnidentifiedImageError, Image.DecompressionBombError):
         raise ImageRejected(f"`{filename}` is not a PNG, JPEG or WebP image.") from None
     except (OSError, SyntaxError, ValueError):
         raise ImageRejected(f"`{filename}` is damaged or incomplete and cannot be read.") from None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot.delivery import DeliveryRefused
 from bot.messages import describe_failure
 from bot.models import VideoModel
 from bot.polling import PollSchedule
@@ -57,6 +58,9 @@ class Job:
     finished_at: float | None = None
     error: str | None = None
     video_url: str | None = None
+    # Set (and stored) just before the video is posted: after a crash, only a job with this set
+    # may have been posted already.
+    delivering_at: float | None = None
     credits: int = 0
     # How to reach the member again, kept with the job so that a restarted bot still can.
     interaction_token: str | None = None
@@ -137,6 +141,11 @@ class JobRunner:
         except SegmindError as error:
             log.warning("job %s failed: %s", job.id, error, extra={"request_id": job.request_id})
             await self.finish(job, JobState.FAILED, describe_failure(error))
+        except Exception as error:
+            # A bug, a full disk, Discord refusing for good: the member still hears of it.
+            log.exception("job %s broke", job.id)
+            message = describe_failure(error, video_url=job.video_url)
+            await self.finish(job, JobState.FAILED, message)
 
     async def finish(self, job: Job, state: JobState, error: str | None = None) -> None:
         """Record the end (and settle the credits) first, then tell the member."""
@@ -175,14 +184,16 @@ class JobRunner:
 
     async def _deliver(self, job: Job) -> None:
         assert job.video_url is not None and self.reporter is not None
-        if job.recovered and await self.reporter.already_delivered(job):
-            await self.finish(job, JobState.DELIVERED)
+        if job.delivering_at is not None and await self.reporter.already_delivered(job):
+            await self.finish(job, JobState.DELIVERED)  # posted just before a crash
             return
+        job.delivering_at = time.time()
+        await self.journal.save_job(job)
         for attempt, pause in enumerate((*self.delivery_retry_delays, None)):
             try:
                 await self._download_and_post(job)
                 break
-            except SegmindError:
+            except (SegmindError, DeliveryRefused):
                 raise
             except Exception:
                 if pause is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.delivery import DeliveryRefused
 from bot.segmind import (
     BadRequest,
     ContentBlocked,
@@ -25,7 +26,7 @@ MISCONFIGURED = (
 )
 
 
-def describe_failure(error: BaseException) -> str:
+def describe_failure(error: BaseException, *, video_url: str | None = None) -> str:
     """A plain sentence or two for the requester; never a secret, never a traceback."""
     # Most specific first: several of these are subclasses of others.
     if isinstance(error, InsufficientCredits):
@@ -60,4 +61,13 @@ def describe_failure(error: BaseException) -> str:
         return f"The provider could not make this video.{reason}"
     if isinstance(error, MalformedResponse):
         return "The provider gave an answer the bot could not understand."
-    return "Something went wrong on the bot's side. An admin has the details in the bot's log."
+    if isinstance(error, DeliveryRefused):
+        return f"The video was made but could not be posted here: {error}.{_link(video_url)}"
+    return (
+        "Something went wrong on the bot's side. An admin has the details in the bot's log."
+        + _link(video_url)
+    )
+
+
+def _link(video_url: str | None) -> str:
+    return f" The video can be fetched for a few days at {video_url}" if video_url else ""

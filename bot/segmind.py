@@ -8,7 +8,6 @@ configured base URL and appears in no message.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -108,6 +107,10 @@ class MalformedResponse(SegmindError):
     """Segmind's answer could not be understood (not JSON, fields missing, no video URL)."""
 
 
+class ResultWithoutVideo(MalformedResponse):
+    """The job completed, but its result names no video: asking again will not help."""
+
+
 class VideoDownloadFailed(SegmindError):
     """The finished video could not be fetched from its URL."""
 
@@ -120,17 +123,33 @@ class ResultNotReady(SegmindError):
     """The result was asked for before the job finished."""
 
 
-# The provider does not publish its filters' wording; these are the words they are known to use.
-_CONTENT_BLOCK_WORDS = re.compile(
-    r"\b(nsfw|unsafe|safety|content[ _-]?(policy|filter|moderation)|moderat\w*|flagged|blocked"
-    r"|inappropriate|violat\w*|prohibited|rai|responsible ai|harmful|sexual\w*|nud(e|ity)|gore)\b",
+# The provider does not publish its filters' wording. Some words are about safety on their own;
+# others ("blocked", "violates") are only when they speak of content, not of a network or limit.
+_SAFETY_WORDS = re.compile(
+    r"\b(nsfw|unsafe|safety|content[ _-]?(policy|filter|moderation)|moderat\w*|flagged|rai"
+    r"|responsible ai|harmful|sexual\w*|nud(e|ity)|gore|prohibited content)\b",
     re.IGNORECASE,
+)
+_REFUSAL_WORDS = re.compile(r"\b(blocked|violat\w*|inappropriate|not allowed)\b", re.IGNORECASE)
+_CONTENT_WORDS = re.compile(
+    r"\b(content|prompt|image|input|output|video|polic(y|ies)|guidelines?)\b", re.IGNORECASE
+)
+_NOT_CONTENT_WORDS = re.compile(
+    r"\b(dimensions?|size|rate|timeout|access|upstream)\b", re.IGNORECASE
 )
 
 
 def is_content_block(error_text: str | None) -> bool:
     """Whether a FAILED job's error reads as a safety or moderation refusal."""
-    return bool(error_text and _CONTENT_BLOCK_WORDS.search(error_text))
+    if not error_text:
+        return False
+    if _SAFETY_WORDS.search(error_text):
+        return True
+    return bool(
+        _REFUSAL_WORDS.search(error_text)
+        and _CONTENT_WORDS.search(error_text)
+        and not _NOT_CONTENT_WORDS.search(error_text)
+    )
 
 
 def failure_for(error_text: str | None, request_id: str | None) -> JobFailed:
@@ -214,6 +233,8 @@ class SegmindClient:
     async def submit(self, slug: str, payload: Mapping[str, Any]) -> str:
         """Start a job and return its request id."""
         answer = await self._call("POST", f"/v2/{slug}", payload=payload)
+        if _names_terminal_state(answer.body) and answer.body["status"] == "FAILED":
+            raise failure_for(_text(answer.body.get("error")), None)
         if answer.status >= 400:
             raise self._error_for(answer, request_id=None)
         request_id = answer.body.get("request_id") if isinstance(answer.body, dict) else None
@@ -239,7 +260,7 @@ class SegmindClient:
             raise ResultNotReady(f"the job is still {status.state}", request_id=request_id)
         video_url, file_size = _video_of(answer.body)
         if not video_url:
-            raise MalformedResponse("the result names no video URL", request_id=request_id)
+            raise ResultWithoutVideo("the result names no video URL", request_id=request_id)
         return JobResult(request_id, video_url, answer.body.get("metrics") or {}, file_size)
 
     async def wait(
@@ -257,14 +278,20 @@ class SegmindClient:
             if delay is None:
                 raise JobTimedOut("the job did not finish in time", request_id=request_id)
             await asyncio.sleep(delay)
-            status = await self.status(request_id)
-            if on_status is not None:
-                await on_status(status)
-            if status.state == "FAILED":
-                raise failure_for(status.error, request_id)
-            if status.state == "COMPLETED":
-                with contextlib.suppress(ResultNotReady):
+            try:
+                status = await self.status(request_id)
+                if on_status is not None:
+                    await on_status(status)
+                if status.state == "FAILED":
+                    raise failure_for(status.error, request_id)
+                if status.state == "COMPLETED":
                     return await self.result(request_id)
+            except ResultWithoutVideo:
+                raise
+            except _PASSING_TROUBLE as trouble:
+                # The job keeps running (and will be billed) whatever our polls meet: keep
+                # watching until the schedule gives up rather than throw the video away.
+                log.warning("still waiting for %s despite: %s", request_id, trouble)
 
     async def download(self, url: str, *, max_bytes: int, directory: Path | None = None) -> Path:
         """Stream the video to a temporary file and return its path (the caller deletes it).
@@ -329,6 +356,8 @@ class SegmindClient:
             json=payload,
             headers=self._headers,
             timeout=self._timeout,
+            # aiohttp would forward x-api-key to wherever a redirect points.
+            allow_redirects=False,
         ) as response:
             try:
                 body = await response.json(content_type=None)
@@ -384,10 +413,14 @@ class SegmindClient:
             return RateLimited("Segmind's rate limit held after every retry", **facts)
         if code >= 500:
             return ProviderError(f"Segmind failed with HTTP {code}", **facts)
+        if code >= 400:
+            return BadRequest(f"Segmind refused the request (HTTP {code})", **facts)
         return MalformedResponse(f"Segmind answered an unexpected HTTP {code}", **facts)
 
 
 _RETRYABLE = frozenset({429, 500, 502, 503, 504})
+# Failures of one poll that say nothing about the job itself.
+_PASSING_TROUBLE = (ProviderError, RateLimited, MalformedResponse, ResultNotReady)
 
 
 def _names_terminal_state(body: Any) -> bool:

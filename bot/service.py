@@ -23,6 +23,7 @@ class CancelOutcome(enum.Enum):
     LEFT_QUEUE = "left the queue"
     STOPPED = "stopped"
     ALREADY_FINISHED = "already finished"
+    TOO_LATE = "too late"
 
 
 class JobService:
@@ -103,6 +104,8 @@ class JobService:
     async def cancel(self, job: Job) -> CancelOutcome:
         if job.finished:
             return CancelOutcome.ALREADY_FINISHED
+        if job.state is JobState.COMPLETED:
+            return CancelOutcome.TOO_LATE  # made and paid for; it is being posted
         job.cancel_requested = True
         if self.queue.remove_waiting(job):
             await self.runner.finish(job, JobState.CANCELLED)

@@ -40,6 +40,7 @@ MIGRATIONS: tuple[str, ...] = (
         state             TEXT NOT NULL,
         request_id        TEXT,
         video_url         TEXT,
+        delivering_at     REAL,
         interaction_token TEXT,
         token_expires_at  REAL,
         status_message_id INTEGER,
@@ -87,8 +88,8 @@ MIGRATIONS: tuple[str, ...] = (
 UNFINISHED = (JobState.QUEUED, JobState.SUBMITTING, JobState.SUBMITTED, JobState.COMPLETED)
 _JOB_COLUMNS = (
     "id", "guild_id", "channel_id", "member_id", "model", "parameters", "state", "request_id",
-    "video_url", "interaction_token", "token_expires_at", "status_message_id", "filesize_limit",
-    "credits", "created_at", "submitted_at", "finished_at", "error",
+    "video_url", "delivering_at", "interaction_token", "token_expires_at", "status_message_id",
+    "filesize_limit", "credits", "created_at", "submitted_at", "finished_at", "error",
 )  # fmt: skip
 EVERYONE = 0
 
@@ -308,6 +309,7 @@ class Store:
 
 _PROGRESS = (
     "state = :state, request_id = :request_id, video_url = :video_url,"
+    " delivering_at = :delivering_at,"
     " status_message_id = :status_message_id, interaction_token = :interaction_token,"
     " token_expires_at = :token_expires_at, submitted_at = :submitted_at,"
     " finished_at = :finished_at, error = :error"
@@ -320,6 +322,7 @@ def _progress(job: Job) -> dict[str, Any]:
         "state": job.state.value,
         "request_id": job.request_id,
         "video_url": job.video_url,
+        "delivering_at": job.delivering_at,
         "status_message_id": job.status_message_id,
         "interaction_token": job.interaction_token,
         "token_expires_at": job.token_expires_at,

@@ -59,6 +59,8 @@ async def cancel_for(interaction: discord.Interaction[VideoBot], job_id: str) ->
             "Cancelled: the bot stopped waiting and will not post the video. The provider cannot"
             " be told to stop, so the run may still finish (and be billed) on its side."
         )
+    if outcome is CancelOutcome.TOO_LATE:
+        return "Too late to cancel: the video is finished and is being posted."
     return "That job has already finished."
 
 

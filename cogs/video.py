@@ -17,10 +17,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.delivery import Recipient, send_video
+from bot.delivery import DeliveryRefused, Recipient, send_video
 from bot.images import ImageLimits, ImageRejected, check_content, check_declared
 from bot.jobs import Job, JobState
-from bot.models import CATALOGUE, MAX_SEED, InvalidParameters, VideoModel, bounds, choices
+from bot.models import CATALOGUE, InvalidParameters, VideoModel, bounds, choices
 from bot.queue import QueueRefused
 from bot.quotas import QuotaExceeded
 from cogs.jobs import UNKNOWN_JOB, CancelButton, shorten
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 IMAGE_OPTION = "image"
 IMAGE_DESCRIPTION = "A PNG, JPEG or WebP image to animate"
 GUILD_ONLY = "Video commands work in servers only."
+# Only svd documents its seed range; a 32-bit seed is safe for every model.
+RANDOM_SEED_MAX = 2**31 - 1
 
 Callback = Callable[..., Coroutine[Any, Any, None]]
 
@@ -293,7 +295,14 @@ class VideoCog(commands.Cog):
         content = f"🎬 **{job.model.title}**{seed} · took {_clock(taken)}{_quoted(job.prompt)}"
         view = discord.ui.View(timeout=None)
         view.add_item(RegenerateButton(job.id))
-        await send_video(delivery.recipient, video, content=content, video_url=video_url, view=view)
+        try:
+            await send_video(
+                delivery.recipient, video, content=content, video_url=video_url, view=view
+            )
+        except discord.HTTPException as error:
+            if 400 <= error.status < 500 and error.status != 429:
+                raise DeliveryRefused(f"Discord said {error.text or error.status}") from error
+            raise
         await self._retire_status(job, delivery)
 
     async def already_delivered(self, job: Job) -> bool:
@@ -301,10 +310,15 @@ class VideoCog(commands.Cog):
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         marker = RegenerateButton(job.id).custom_id
         me = self.bot.user.id if self.bot.user else self.bot.application_id
-        after = discord.Object(discord.utils.time_snowflake(_utc(job.created_at)))
-        async for message in channel.history(limit=200, after=after):
-            if message.author.id == me and marker in _custom_ids(message):
-                return True
+        since = job.delivering_at or job.created_at
+        after = discord.Object(discord.utils.time_snowflake(_utc(since - 1)))
+        try:
+            async for message in channel.history(limit=100, after=after):
+                if message.author.id == me and marker in _custom_ids(message):
+                    return True
+        except discord.HTTPException as error:
+            # Unknowable: posting again risks a duplicate, not posting risks losing the video.
+            log.warning("cannot read the history of channel %s: %s", job.channel_id, error)
         return False
 
     async def failed(self, job: Job, message: str) -> None:
@@ -360,7 +374,7 @@ class VideoCog(commands.Cog):
             for job in self.bot.jobs.unfinished():
                 try:
                     await self._refresh_status(job)
-                except discord.HTTPException as error:
+                except Exception as error:  # one bad message must not freeze every status
                     log.info("status of job %s not updated: %s", job.id, error)
 
     async def _refresh_status(self, job: Job) -> None:
@@ -373,11 +387,11 @@ class VideoCog(commands.Cog):
             return
         if job.recovered and not delivery.recipient.token_alive() and not delivery.reposted:
             # The old status message belongs to a dead interaction: start a fresh one.
-            delivery.reposted = True
-            await delivery.recipient.delete(job.status_message_id)
             message = await delivery.recipient.send(text, view=_cancel_view(job))
-            job.status_message_id = message.id
+            delivery.reposted = True
+            old, job.status_message_id = job.status_message_id, message.id
             await self.bot.jobs.save(job)
+            await delivery.recipient.delete(old)
             return
         await delivery.recipient.edit(job.status_message_id, text, view=_cancel_view(job))
 
@@ -436,7 +450,7 @@ def _with_fresh_seed(
         return dict(parameters)
     if keep and parameters.get("seed", -1) not in (None, -1):
         return dict(parameters)
-    return {**parameters, "seed": random.randint(0, MAX_SEED)}
+    return {**parameters, "seed": random.randint(0, RANDOM_SEED_MAX)}
 
 
 def _quoted(prompt: str | None) -> str:

@@ -16,6 +16,9 @@ BLOCKS = [
     "Prompt contains prohibited content",
     "sexual content is not allowed",
     "Output failed content moderation",
+    "The input image violates our usage policies",
+    "Your prompt was blocked",
+    "Generated video contains inappropriate content",
 ]
 
 OTHER_FAILURES = [
@@ -25,6 +28,11 @@ OTHER_FAILURES = [
     "Invalid image dimensions: width must be a multiple of 64",
     "Failed to download image from URL",
     "Model raised an exception during training-free guidance",
+    "access violation at address 0x0000",
+    "Request blocked: upstream timeout",
+    "Rate limit violated, try again later",
+    "inappropriate dimensions for this model",
+    "Input image size is not allowed: at most 4096 pixels wide",
     "",
     None,
 ]

@@ -12,6 +12,7 @@ import pytest
 
 from bot.models import CATALOGUE
 from bot.polling import PollSchedule
+from bot.ratelimit import RequestBudget
 from bot.segmind import (
     BadRequest,
     ContentBlocked,
@@ -345,16 +346,48 @@ async def test_a_submit_that_times_out_is_never_sent_again(
 async def test_an_unreachable_segmind_is_retried_then_provider_error(
     session: aiohttp.ClientSession, unused_tcp_port: int
 ) -> None:
+    budget = RequestBudget(FAST_RETRY.attempts)
     nowhere = SegmindClient(
-        session, API_KEY, base_url=f"http://127.0.0.1:{unused_tcp_port}", retry=FAST_RETRY
+        session,
+        API_KEY,
+        base_url=f"http://127.0.0.1:{unused_tcp_port}",
+        budget=budget,
+        retry=FAST_RETRY,
     )
 
     with pytest.raises(ProviderError) as trouble:
         await nowhere.submit("svd", svd_payload())
     assert not isinstance(trouble.value, SubmitOutcomeUnknown)  # nothing was ever sent
+    assert budget.waiting_time() > 0  # every attempt was made: the budget is spent
 
 
 # --- Waiting and downloading ---
+
+
+async def test_a_status_outage_does_not_end_the_wait_for_a_running_job(
+    client: SegmindClient, simulator: Simulator
+) -> None:
+    request_id = await client.submit("svd", svd_payload())
+    # More failures in a row than one poll's retries: the poll gives up, the wait does not.
+    simulator.add_fault("server_error", endpoint="status", count=FAST_RETRY.attempts + 2)
+    simulator.add_fault("not_json", endpoint="result", count=FAST_RETRY.attempts)
+
+    result = await client.wait(request_id, quick_schedule(0.3))
+
+    assert result.request_id == request_id
+    assert (
+        sum(1 for e in simulator.requests("status") if e.status == 500) == FAST_RETRY.attempts + 2
+    )
+
+
+async def test_a_submit_answered_failed_is_a_job_failure_not_a_mystery(
+    client: SegmindClient, simulator: Simulator
+) -> None:
+    simulator.add_fault("server_error", endpoint="submit", status=413)
+
+    with pytest.raises(BadRequest) as refusal:
+        await client.submit("svd", svd_payload())
+    assert refusal.value.status == 413
 
 
 async def test_polling_gives_up_before_retention_runs_out(
