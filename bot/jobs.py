@@ -63,6 +63,7 @@ class Job:
     delivering_at: float | None = None
     credits: int = 0
     # How to reach the member again, kept with the job so that a restarted bot still can.
+    interaction_id: int | None = None
     interaction_token: str | None = None
     token_expires_at: float | None = None
     status_message_id: int | None = None

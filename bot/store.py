@@ -41,6 +41,7 @@ MIGRATIONS: tuple[str, ...] = (
         request_id        TEXT,
         video_url         TEXT,
         delivering_at     REAL,
+        interaction_id    INTEGER,
         interaction_token TEXT,
         token_expires_at  REAL,
         status_message_id INTEGER,
@@ -88,7 +89,8 @@ MIGRATIONS: tuple[str, ...] = (
 UNFINISHED = (JobState.QUEUED, JobState.SUBMITTING, JobState.SUBMITTED, JobState.COMPLETED)
 _JOB_COLUMNS = (
     "id", "guild_id", "channel_id", "member_id", "model", "parameters", "state", "request_id",
-    "video_url", "delivering_at", "interaction_token", "token_expires_at", "status_message_id",
+    "video_url", "delivering_at", "interaction_id", "interaction_token", "token_expires_at",
+    "status_message_id",
     "filesize_limit", "credits", "created_at", "submitted_at", "finished_at", "error",
 )  # fmt: skip
 EVERYONE = 0
@@ -341,6 +343,7 @@ def _job_values(job: Job) -> dict[str, Any]:
         "model": job.model.slug,
         "parameters": json.dumps(job.parameters),
         "filesize_limit": job.filesize_limit,
+        "interaction_id": job.interaction_id,
         "credits": job.credits,
         "created_at": job.created_at,
     }

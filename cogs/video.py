@@ -244,7 +244,7 @@ class VideoCog(commands.Cog):
 
     async def _queue(self, interaction: discord.Interaction[VideoBot], job: Job) -> None:
         """Admit, store and queue the job, then show its public status message."""
-        job.interaction_token = interaction.token
+        job.interaction_id, job.interaction_token = interaction.id, interaction.token
         job.token_expires_at = interaction.expires_at.timestamp()
         job.filesize_limit = interaction.filesize_limit
         delivery = self.deliveries[job.id] = self._new_delivery(job)

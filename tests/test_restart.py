@@ -178,3 +178,23 @@ async def test_a_video_posted_just_before_a_crash_is_not_posted_again(
             [(_, state, credit_state, _)] = (await job_states(database)).values()
             assert (state, credit_state) == ("delivered", "spent")
             assert not again.simulator.requests("file")[1:]  # not even downloaded again
+
+
+async def test_a_job_the_provider_forgot_during_downtime_is_refunded_and_explained(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    simulator.speed = 1.0  # still running when the bot goes down
+    database = tmp_path / "bot.db"
+    async with bot_world(simulator, database) as world:
+        interaction = await world.slash(world.alice, "grok-video", {"prompt": "forgotten"})
+        await states_become(database, world.fake, {"forgotten": "submitted"})
+        await world.bot.close()
+        simulator.add_fault("expire", endpoint="status")  # an hour passed: 404 from now on
+
+        async with restarted(world, database) as again:
+            notice = await again.notice(interaction)
+            assert "no longer available" in notice.content
+            await again.fake.wait_for(lambda: not again.bot.jobs.unfinished())
+    [(_, state, credit_state, _)] = (await job_states(database)).values()
+    assert (state, credit_state) == ("failed", "refunded")
+    assert len(simulator.requests("submit")) == 1
