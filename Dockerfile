@@ -21,4 +21,7 @@ RUN pip install --no-cache-dir .
 
 USER bot
 VOLUME ["/data"]
+# Unhealthy when the bot has lost Discord, cannot write its database, or has stopped beating.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["python", "-m", "bot.healthcheck"]
 CMD ["python", "-m", "bot"]

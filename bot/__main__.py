@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import discord
 from pydantic import ValidationError
 
 from bot.config import Settings, describe_settings_error
+from bot.observability import configure_logging
 
 
 def main() -> int:
@@ -18,9 +18,13 @@ def main() -> int:
         for line in describe_settings_error(error):
             print(f"Configuration error: {line}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    configure_logging(
+        settings.log_level,
+        secrets=[
+            settings.discord_token.get_secret_value(),
+            settings.segmind_api_key.get_secret_value(),
+        ],
+        json_lines=settings.log_format == "json",
     )
     from bot.app import VideoBot
 

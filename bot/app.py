@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.config import Settings
 from bot.jobs import JobRunner
+from bot.observability import Heartbeat, LoopLagMonitor, health_file, rss_mb
 from bot.queue import QueueLimits
 from bot.quotas import Quotas
 from bot.ratelimit import RequestBudget
@@ -21,7 +22,7 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.video", "cogs.jobs", "cogs.quota")
+EXTENSIONS = ("cogs.video", "cogs.jobs", "cogs.quota", "cogs.stats")
 TREE_HASH_KEY = "command_tree_hash"
 
 
@@ -44,6 +45,8 @@ class VideoBot(commands.Bot):
         )
         self.settings = settings
         self._resources_closed = False
+        self.loop_lag = LoopLagMonitor()
+        self.heartbeat: Heartbeat | None = None
 
     async def setup_hook(self) -> None:
         settings = self.settings
@@ -82,6 +85,24 @@ class VideoBot(commands.Bot):
         # The cogs are loaded, so every recovered job has someone to report to.
         await self.jobs.recover()
         self.jobs.start()
+        self.loop_lag.start()
+        self.heartbeat = Heartbeat(
+            health_file(settings.database_path),
+            {
+                "discord_connected": self._connected,
+                "database_writable": self.store.check_writable,
+                "loop_lag_p99_ms": self._loop_lag_ms,
+                "rss_mb": rss_mb,
+            },
+            interval=settings.health_interval_seconds,
+        )
+        self.heartbeat.start()
+
+    async def _connected(self) -> bool:
+        return self.is_ready() and not self.is_closed() and self.ws is not None
+
+    async def _loop_lag_ms(self) -> float:
+        return round(self.loop_lag.percentile(0.99) * 1000, 1)
 
     async def sync_commands_if_changed(self) -> bool:
         """Sync the global commands on first start and whenever their definition changed."""
@@ -101,6 +122,9 @@ class VideoBot(commands.Bot):
         if self._resources_closed:
             return
         self._resources_closed = True
+        if self.heartbeat is not None:
+            await self.heartbeat.stop(discord_connected=False)
+        self.loop_lag.stop()
         if hasattr(self, "jobs"):
             await self.jobs.close()
         await super().close()

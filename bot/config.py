@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,7 +35,9 @@ class Settings(BaseSettings):
     image_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     image_max_pixels: int = Field(default=4096 * 4096, ge=1)
     status_update_seconds: float = Field(default=5.0, gt=0)
+    health_interval_seconds: float = Field(default=15.0, gt=0)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("segmind_base_url")
     @classmethod

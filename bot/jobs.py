@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from bot.delivery import DeliveryRefused
 from bot.messages import describe_failure
 from bot.models import VideoModel
+from bot.observability import job_event
 from bot.polling import PollSchedule
 from bot.segmind import JobStatus, SegmindClient, SegmindError, VideoTooLarge
 
@@ -140,11 +141,12 @@ class JobRunner:
                 raise  # the bot is stopping: the job stays as recorded, for the next start
             await self.finish(job, JobState.CANCELLED)
         except SegmindError as error:
-            log.warning("job %s failed: %s", job.id, error, extra={"request_id": job.request_id})
+            job_event(job, "provider_failure", logging.WARNING, reason=type(error).__name__)
             await self.finish(job, JobState.FAILED, describe_failure(error))
         except Exception as error:
             # A bug, a full disk, Discord refusing for good: the member still hears of it.
             log.exception("job %s broke", job.id)
+            job_event(job, "broke", logging.ERROR, reason=type(error).__name__)
             message = describe_failure(error, video_url=job.video_url)
             await self.finish(job, JobState.FAILED, message)
 
@@ -152,6 +154,7 @@ class JobRunner:
         """Record the end (and settle the credits) first, then tell the member."""
         job.state, job.error, job.finished_at = state, error, time.time()
         await self.journal.finish_job(job)
+        job_event(job, state.value, seconds=round(job.finished_at - job.created_at, 1))
         if self.reporter is None:
             return
         try:
@@ -166,9 +169,11 @@ class JobRunner:
         # On disk before the POST: a crash from here on must never lead to a second submit.
         job.state = JobState.SUBMITTING
         await self.journal.save_job(job)
+        job_event(job, "submitting")
         job.request_id = await self.segmind.submit(job.model.slug, job.payload())
         job.state, job.submitted_at = JobState.SUBMITTED, time.time()
         await self.journal.save_job(job)
+        job_event(job, "submitted")
 
     async def _wait(self, job: Job) -> None:
         assert job.request_id is not None
@@ -182,6 +187,7 @@ class JobRunner:
         )
         job.state, job.video_url = JobState.COMPLETED, result.video_url
         await self.journal.save_job(job)
+        job_event(job, "completed")
 
     async def _deliver(self, job: Job) -> None:
         assert job.video_url is not None and self.reporter is not None
@@ -200,6 +206,7 @@ class JobRunner:
                 if pause is None:
                     raise
                 log.exception("delivery of job %s failed (attempt %d)", job.id, attempt + 1)
+                job_event(job, "delivery_retry", logging.WARNING, attempt=attempt + 1)
                 await asyncio.sleep(pause)
         await self.finish(job, JobState.DELIVERED)
 

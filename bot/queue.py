@@ -156,6 +156,13 @@ class JobQueue(Generic[T]):
         guild = self._guilds.get(guild_id)
         return list(guild.in_turn_order()) if guild else []
 
+    def guild_ids(self) -> list[int]:
+        return list(self._guilds)
+
+    def running_count(self, guild_id: int) -> int:
+        guild = self._guilds.get(guild_id)
+        return len(guild.running) if guild else 0
+
     def is_running(self, job: T) -> bool:
         guild = self._guilds.get(job.guild_id)
         return guild is not None and job.id in guild.running

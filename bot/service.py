@@ -7,6 +7,7 @@ import enum
 import logging
 
 from bot.jobs import Job, JobRunner, JobState
+from bot.observability import job_event
 from bot.queue import JobQueue, QueueLimits, QueueRefused
 from bot.quotas import Quotas
 from bot.store import Store
@@ -62,6 +63,7 @@ class JobService:
             await self.store.discard_job(job.id)  # the queue filled up meanwhile
             raise
         self._jobs[job.id] = job
+        job_event(job, "queued", position=position, credits=job.credits)
         return position
 
     async def recover(self) -> list[Job]:
@@ -70,6 +72,7 @@ class JobService:
         for job in await self.store.unfinished_jobs():
             job.recovered = True
             self._jobs[job.id] = job
+            job_event(job, "recovered")
             recovered.append(job)
             if job.state is JobState.SUBMITTING:
                 # No request id was recorded: whether Segmind got it is unknowable.

@@ -8,6 +8,7 @@ depends on is committed before that step runs: a job is on disk before it is que
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,14 @@ class GuildQuota:
 
 
 @dataclass(frozen=True)
+class JobStats:
+    by_model_and_state: dict[tuple[str, str], int]
+    failure_reasons: list[tuple[str, int]]
+    credits_spent: int
+    average_seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
 class Admission:
     """The limits a job's credits are checked against, and since when usage counts."""
 
@@ -151,6 +160,11 @@ class Store:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+    async def check_writable(self) -> bool:
+        """Write a heartbeat row: raises when the database cannot take a write."""
+        await self.set_meta("heartbeat", str(time.time()))
+        return True
 
     # --- jobs ---
 
@@ -216,6 +230,43 @@ class Store:
                 _job_from(dict(zip(_JOB_COLUMNS, row, strict=True)))
                 for row in await cursor.fetchall()
             ]
+
+    # --- what operators look at ---
+
+    async def stats(self, since: float, guild_id: int | None = None) -> JobStats:
+        """Jobs made since `since` (in one guild, or all): counts, failures, credits, times."""
+        scope, arguments = "created_at >= ?", [since]
+        if guild_id is not None:
+            scope += " AND guild_id = ?"
+            arguments.append(guild_id)
+        by_state = await self._rows(
+            f"SELECT model, state, COUNT(*) FROM jobs WHERE {scope} GROUP BY model, state",
+            arguments,
+        )
+        failures = await self._rows(
+            f"SELECT error, COUNT(*) AS n FROM jobs WHERE {scope} AND state = 'failed'"
+            " GROUP BY error ORDER BY n DESC LIMIT 5",
+            arguments,
+        )
+        spent = await self._value(
+            f"SELECT COALESCE(SUM(credits), 0) FROM jobs WHERE {scope} AND credit_state = 'spent'",
+            *arguments,
+        )
+        durations = await self._rows(
+            f"SELECT model, AVG(finished_at - created_at) FROM jobs WHERE {scope}"
+            " AND state = 'delivered' GROUP BY model",
+            arguments,
+        )
+        return JobStats(
+            by_model_and_state={(m, s): n for m, s, n in by_state},
+            failure_reasons=[(reason or "unknown", n) for reason, n in failures],
+            credits_spent=int(spent or 0),
+            average_seconds={model: seconds for model, seconds in durations},
+        )
+
+    async def _rows(self, query: str, arguments: list[Any]) -> list[tuple[Any, ...]]:
+        async with self._db.execute(query, arguments) as cursor:
+            return [tuple(row) for row in await cursor.fetchall()]
 
     # --- quotas ---
 

@@ -139,7 +139,8 @@ async def test_the_status_message_is_public_and_is_removed_once_the_video_is_pos
 async def test_the_synced_commands_carry_the_catalogue_ranges_and_choices(world: World) -> None:
     commands = {command["name"]: command for command in world.fake.commands}
     assert set(commands) == {
-        "svd", "cog-video", "cog-video-i2v", "pixverse", "grok-video", "jobs", "quota", "usage"
+        "svd", "cog-video", "cog-video-i2v", "pixverse", "grok-video", "jobs", "quota", "usage",
+        "botstats",
     }  # fmt: skip
 
     def options(name: str) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,100 @@
+"""`/botstats`: how the bot is doing, for server managers (and, across servers, its owner)."""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.models import CATALOGUE
+from bot.observability import rss_mb
+
+if TYPE_CHECKING:
+    from bot.app import VideoBot
+
+DAY = 24 * 3600
+
+
+class StatsCog(commands.Cog):
+    def __init__(self, bot: VideoBot) -> None:
+        self.bot = bot
+
+    async def cog_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        if isinstance(error, app_commands.MissingPermissions):
+            await interaction.response.send_message(
+                "Only members with the Manage Server permission can see the bot's stats.",
+                ephemeral=True,
+            )
+            return
+        raise error
+
+    @app_commands.command(name="botstats", description="Queue, jobs, failures and credits today")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def botstats(self, interaction: discord.Interaction[VideoBot]) -> None:
+        await interaction.response.defer(ephemeral=True)
+        # A server's managers see their server; the bot's owner sees every server it is in.
+        everywhere = await self.bot.is_owner(interaction.user)
+        guild_id = None if everywhere else interaction.guild_id
+        stats = await self.bot.store.stats(time.time() - DAY, guild_id)
+        lines = [f"**Bot stats, last 24 hours** ({'all servers' if everywhere else 'this server'})"]
+        lines.append("Queue: " + self._queue_depth(guild_id))
+        lines.append("Jobs: " + _jobs_line(stats.by_model_and_state))
+        if stats.failure_reasons:
+            reasons = "; ".join(f"{n}× {_short(reason)}" for reason, n in stats.failure_reasons)
+            lines.append(f"Failures: {reasons}")
+        lines.append(f"Credits spent: {stats.credits_spent}")
+        if stats.average_seconds:
+            times = ", ".join(
+                f"/{CATALOGUE[slug].command} {seconds:.0f} s"
+                for slug, seconds in sorted(stats.average_seconds.items())
+            )
+            lines.append(f"Average time to video: {times}")
+        if everywhere:
+            lag = self.bot.loop_lag.percentile(0.99) * 1000
+            lines.append(f"Process: {rss_mb():.0f} MB resident, event-loop lag p99 {lag:.0f} ms")
+        await interaction.edit_original_response(
+            content="\n".join(lines), allowed_mentions=discord.AllowedMentions.none()
+        )
+
+    def _queue_depth(self, guild_id: int | None) -> str:
+        queue = self.bot.jobs.queue
+        depths = []
+        for guild in [guild_id] if guild_id is not None else queue.guild_ids():
+            waiting, running = len(queue.waiting(guild)), queue.running_count(guild)
+            label = "" if guild_id is not None else f"{self._guild_name(guild)}: "
+            depths.append(f"{label}{waiting} waiting, {running} running")
+        return "; ".join(depths) or "empty"
+
+    def _guild_name(self, guild_id: int) -> str:
+        guild = self.bot.get_guild(guild_id)
+        return guild.name if guild else str(guild_id)
+
+
+def _jobs_line(counts: dict[tuple[str, str], int]) -> str:
+    if not counts:
+        return "none"
+    per_model: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for (slug, state), number in counts.items():
+        per_model[slug][state] += number
+    return "; ".join(
+        f"/{CATALOGUE[slug].command} "
+        + ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        for slug, states in sorted(per_model.items())
+    )
+
+
+def _short(text: str, limit: int = 80) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+async def setup(bot: VideoBot) -> None:
+    await bot.add_cog(StatsCog(bot))
