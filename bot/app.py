@@ -8,6 +8,7 @@ import logging
 
 import aiohttp
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
@@ -49,6 +50,7 @@ class VideoBot(commands.Bot):
         self.heartbeat: Heartbeat | None = None
 
     async def setup_hook(self) -> None:
+        self.tree.on_error = self.on_app_command_error
         settings = self.settings
         self.session = aiohttp.ClientSession()
         self.store = await Store.open(settings.database_path)
@@ -115,6 +117,30 @@ class VideoBot(commands.Bot):
         log.info("synced %d application commands", len(synced))
         return True
 
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        """Every command error, answered privately in words; details only in the log."""
+        if isinstance(error, app_commands.MissingPermissions):
+            text = "You need the Manage Server permission to use this command."
+        elif isinstance(error, app_commands.NoPrivateMessage):
+            text = "This command works in servers only."
+        elif isinstance(error, app_commands.CommandSignatureMismatch):
+            missing = _missing_options(interaction)
+            text = (
+                f"{', '.join(f'`{name}`' for name in missing)} is required."
+                if missing
+                else "This command's options did not arrive as expected; please try again."
+            )
+        else:
+            log.error("command %s failed", interaction.command and interaction.command.name,
+                      exc_info=error)  # fmt: skip
+            text = "Something went wrong on the bot's side. An admin has the details in the log."
+        if interaction.response.is_done():
+            await interaction.edit_original_response(content=text)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s in %d guild(s)", self.user, len(self.guilds))
 
@@ -132,3 +158,14 @@ class VideoBot(commands.Bot):
             await self.session.close()
         if hasattr(self, "store"):
             await self.store.close()
+
+
+def _missing_options(interaction: discord.Interaction) -> list[str]:
+    """Required options the command declares that the interaction did not carry."""
+    command = interaction.command
+    if not isinstance(command, app_commands.Command):
+        return []
+    given = {option.get("name") for option in (interaction.data or {}).get("options", [])}
+    return [
+        p.display_name for p in command.parameters if p.required and p.display_name not in given
+    ]

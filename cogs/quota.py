@@ -20,7 +20,6 @@ LIMIT_HELP = "Credits per period; -1 for no limit"
 MODEL_CHOICES = [
     app_commands.Choice(name=f"/{model.command}", value=model.slug) for model in CATALOGUE.values()
 ]
-MANAGERS_ONLY = "Only members with the Manage Server permission can change quotas."
 QUIET = discord.AllowedMentions.none()
 
 
@@ -38,22 +37,6 @@ class QuotaCog(commands.Cog):
     @property
     def store(self) -> Store:
         return self.bot.store
-
-    async def cog_app_command_error(
-        self, interaction: discord.Interaction, error: app_commands.AppCommandError
-    ) -> None:
-        if isinstance(error, app_commands.MissingPermissions | app_commands.NoPrivateMessage):
-            text = (
-                MANAGERS_ONLY
-                if isinstance(error, app_commands.MissingPermissions)
-                else ("This command works in servers only.")
-            )
-            if interaction.response.is_done():
-                await interaction.edit_original_response(content=text)
-            else:
-                await interaction.response.send_message(text, ephemeral=True)
-            return
-        raise error
 
     # The permission is checked here too: default_permissions only hides the command.
     @quota.command(name="set-default", description="Set the credits each member may spend")

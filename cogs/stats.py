@@ -23,17 +23,6 @@ class StatsCog(commands.Cog):
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
 
-    async def cog_app_command_error(
-        self, interaction: discord.Interaction, error: app_commands.AppCommandError
-    ) -> None:
-        if isinstance(error, app_commands.MissingPermissions):
-            await interaction.response.send_message(
-                "Only members with the Manage Server permission can see the bot's stats.",
-                ephemeral=True,
-            )
-            return
-        raise error
-
     @app_commands.command(name="botstats", description="Queue, jobs, failures and credits today")
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_guild=True)

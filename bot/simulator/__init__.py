@@ -37,6 +37,7 @@ FaultKind = Literal[
     "disconnect",  # the connection drops without an answer (a submit is accepted first)
     "large_video",  # the result video is `size` bytes
     "not_json",  # an HTML error page instead of JSON
+    "missing_fields",  # 200 with an empty JSON object
     "no_video_url",  # a COMPLETED result without a video URL
     "output_only",  # a COMPLETED result with `output` but no `video` object
     "video_404",  # the video URL answers 404
@@ -199,12 +200,7 @@ class Simulator:
         if refusal := self._refuse(request):
             return refusal
         fault = self._fault("submit", slug)
-        if fault is not None and fault.kind in {
-            "rate_limit",
-            "server_error",
-            "credits",
-            "not_json",
-        }:
+        if fault is not None and fault.kind in _ANSWERED_BY_FAULT:
             return self._fault_answer(fault)
         model = CATALOGUE.get(slug)
         if model is None:
@@ -242,7 +238,7 @@ class Simulator:
         if refusal := self._refuse(request):
             return refusal
         fault = self._fault(endpoint, slug)
-        if fault is not None and fault.kind in {"rate_limit", "server_error", "not_json"}:
+        if fault is not None and fault.kind in _ANSWERED_BY_FAULT - {"credits"}:
             return self._fault_answer(fault)
         if job is not None and fault is not None:
             self._apply_to_job(job, fault)
@@ -315,6 +311,8 @@ class Simulator:
                 429,
                 headers={"x-rate-limit-reset-at-utc": reset.isoformat()},
             )
+        if fault.kind == "missing_fields":
+            return _json({})
         if fault.kind == "not_json":
             return web.Response(
                 status=502, text="<html>Bad Gateway</html>", content_type="text/html"
@@ -379,6 +377,10 @@ class Simulator:
         return _json([entry.__dict__ for entry in self.log])
 
 
+# Faults that replace the answer altogether (nothing is accepted or looked up).
+_ANSWERED_BY_FAULT = frozenset(
+    {"rate_limit", "server_error", "credits", "not_json", "missing_fields"}
+)
 _NO_CREDITS = "Insufficient credits. Please add credits to continue."
 _REASONS = {
     400: "Invalid parameters: the image URL could not be fetched",
