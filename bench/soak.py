@@ -1,0 +1,318 @@
+"""Soak: many jobs through one bot process while the provider misbehaves; nothing may be lost.
+
+The bot runs as its own process (`python -m bot`, pointed at the loopback fake Discord); the
+fake Discord and the simulator run here. Members across many guilds send slash commands of all
+five models; the simulator answers 10 % of status polls with a 5xx, sends bursts of 429, fails
+2 % of jobs with a safety error and refuses 1 % of submits for credits, and answers some
+requests slowly. At the end every job is accounted for, from Discord's side, Segmind's side and
+the bot's own database.
+
+Run from the repository root: python bench/soak.py [--jobs 1000 --guilds 100 --members 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import itertools
+import json
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bot.observability import health_file, peak_rss_mb
+from bot.simulator import Fault, Simulator
+from tests.bot_world import png_bytes
+from tests.fakediscord import FakeDiscord, FakeGuild, FakeInteraction, FakeMember
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "soak-key"
+COMMANDS = ("svd", "cog-video", "cog-video-i2v", "pixverse", "grok-video")
+TAKES_IMAGE = {"svd", "cog-video-i2v"}
+
+
+@dataclass
+class SoakConfig:
+    jobs: int = 1000
+    guilds: int = 100
+    members: int = 500
+    speed: float = 0.05  # job durations: svd 1.5 s ... cog-video-i2v 17.8 s
+    arrival_seconds: float = 60.0
+    requests_per_minute: int = 3000
+    global_concurrency: int = 64
+    guild_concurrency: int = 2
+    poll_interval_max: float = 1.0
+    faults: bool = True
+    burst_every: float = 20.0
+    seed: int = 1
+    timeout: float = 1200.0
+
+
+@dataclass
+class SoakReport:
+    jobs: int
+    delivered: int = 0
+    failed_with_message: int = 0
+    lost: list[str] = field(default_factory=list)
+    delivered_twice: list[str] = field(default_factory=list)
+    submitted_twice: list[str] = field(default_factory=list)
+    credits_reserved: int = 0
+    credits_spent: int = 0
+    credits_refunded: int = 0
+    credits_still_held: int = 0
+    loop_lag_p99_ms: float = 0.0
+    peak_rss_mb: float = 0.0
+    busiest_minute: int = 0
+    budget: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    failure_reasons: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    @property
+    def credit_balance(self) -> int:
+        return self.credits_reserved - self.credits_spent - self.credits_refunded
+
+    def lines(self) -> list[str]:
+        rate = self.requests / (self.seconds / 60) if self.seconds else 0
+        return [
+            f"jobs sent {self.jobs}: delivered {self.delivered}, failed with a message"
+            f" {self.failed_with_message}, lost {len(self.lost)}",
+            f"delivered twice {len(self.delivered_twice)}, submitted twice"
+            f" {len(self.submitted_twice)}",
+            f"credits reserved {self.credits_reserved} - spent {self.credits_spent}"
+            f" - refunded {self.credits_refunded} = {self.credit_balance}"
+            f" (still held: {self.credits_still_held})",
+            f"failures: {dict(self.failure_reasons)}",
+            f"event-loop lag p99 {self.loop_lag_p99_ms:.1f} ms; peak RSS {self.peak_rss_mb:.0f} MB",
+            f"requests at Segmind: {self.requests} in {self.seconds:.0f} s ({rate:.0f}/min on"
+            f" average); busiest 60 s window {self.busiest_minute} (budget {self.budget})",
+        ]
+
+
+def configure_faults(simulator: Simulator) -> None:
+    simulator.add_fault("credits", endpoint="submit", probability=0.01, count=None)
+    simulator.add_fault("content_blocked", endpoint="submit", probability=0.02, count=None)
+    simulator.add_fault("server_error", endpoint="status", probability=0.10, count=None, status=502)
+    simulator.add_fault("slow", endpoint="status", probability=0.02, count=None, delay=2.0)
+    simulator.add_fault("slow", endpoint="result", probability=0.05, count=None, delay=1.0)
+
+
+async def bursts_of_429(simulator: Simulator, every: float, length: float = 1.5) -> None:
+    """Now and then the provider turns every request away for a moment."""
+    while True:
+        await asyncio.sleep(every)
+        burst = Fault(kind="rate_limit", count=None, reset_after=length)
+        simulator.faults.insert(0, burst)  # first, so it hits whatever else is injected
+        await asyncio.sleep(length)
+        simulator.faults.remove(burst)
+
+
+def bot_environment(fake: FakeDiscord, simulator: Simulator, config: SoakConfig, db: Path) -> dict:
+    return {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(ROOT),
+        "FAKE_DISCORD_API": fake.api_base,
+        "FAKE_DISCORD_GATEWAY": fake.gateway_url,
+        "DISCORD_TOKEN": fake.token,
+        "SEGMIND_API_KEY": API_KEY,
+        "SEGMIND_BASE_URL": simulator.url,
+        "DATABASE_PATH": str(db),
+        "SEGMIND_POLL_INTERVAL_MAX": str(config.poll_interval_max),
+        "SEGMIND_REQUESTS_PER_MINUTE": str(config.requests_per_minute),
+        "SEGMIND_RETRY_BASE_DELAY": "0.5",
+        "QUEUE_GLOBAL_CONCURRENCY": str(config.global_concurrency),
+        "QUEUE_GUILD_CONCURRENCY": str(config.guild_concurrency),
+        "QUEUE_GUILD_LENGTH_MAX": "100",
+        "STATUS_UPDATE_SECONDS": "2",
+        "HEALTH_INTERVAL_SECONDS": "1",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def options_for(command: str, number: int) -> dict:
+    # Every job carries a mark of its own, so Segmind's side can tell a double submit.
+    if command == "svd":
+        return {"seed": 10_000 + number}
+    if command == "grok-video":
+        return {"prompt": f"soak {number}", "duration": 1 + number % 15}
+    return {"prompt": f"soak {number}", "seed": 10_000 + number}
+
+
+def mark_of(payload: dict) -> str:
+    return payload.get("prompt") or f"seed {payload.get('seed')}"
+
+
+async def run_soak(config: SoakConfig, workdir: Path) -> SoakReport:
+    simulator = Simulator(api_key=API_KEY, speed=config.speed, seed=config.seed)
+    await simulator.start()
+    if config.faults:
+        configure_faults(simulator)
+    database = workdir / "soak.db"
+    report = SoakReport(jobs=config.jobs, budget=config.requests_per_minute)
+    started = time.monotonic()
+    try:
+        async with FakeDiscord() as fake:
+            cast = build_cast(fake, config)
+            env = bot_environment(fake, simulator, config, database)
+            log = (workdir / "bot.log").open("w")
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, str(ROOT / "tests" / "bot_process.py"),
+                env=env, cwd=workdir, stdout=log, stderr=log,
+            )  # fmt: skip
+            bursts = asyncio.create_task(bursts_of_429(simulator, config.burst_every))
+            try:
+                await fake.wait_for(lambda: fake.sync_count >= 1, timeout=60)
+                await asyncio.sleep(1.0)
+                sent = await send_commands(fake, cast, config)
+                await fake.wait_for(
+                    lambda: all_settled(database, len(sent)), timeout=config.timeout,
+                    message="every job finished",
+                )  # fmt: skip
+                await asyncio.sleep(2.0)  # room for a duplicate to show, were there one
+                report.peak_rss_mb = peak_rss_mb(process.pid)
+                beat = json.loads(health_file(database).read_text())
+                report.loop_lag_p99_ms = float(beat.get("loop_lag_p99_ms", 0.0))
+            finally:
+                bursts.cancel()
+                process.kill()
+                await process.wait()
+                log.close()
+            report.seconds = time.monotonic() - started
+            account(report, fake, simulator, database, sent)
+    finally:
+        await simulator.close()
+    return report
+
+
+def build_cast(fake: FakeDiscord, config: SoakConfig) -> list[tuple[FakeGuild, FakeMember]]:
+    guilds = [fake.add_guild(f"Guild {n}") for n in range(config.guilds)]
+    return [
+        (guilds[n % config.guilds], guilds[n % config.guilds].add_member(f"member {n}"))
+        for n in range(config.members)
+    ]
+
+
+async def send_commands(
+    fake: FakeDiscord, cast: list[tuple[FakeGuild, FakeMember]], config: SoakConfig
+) -> list[FakeInteraction]:
+    rng = random.Random(config.seed)
+    image = png_bytes(96, 96, noisy=True)
+    kinds = itertools.cycle(COMMANDS)
+    sent = []
+    gap = config.arrival_seconds / max(config.jobs, 1)
+    for number in range(config.jobs):
+        guild, member = cast[number % len(cast)]
+        command = next(kinds)
+        attachments = None
+        if command in TAKES_IMAGE or (command == "pixverse" and rng.random() < 0.5):
+            attachments = {"image": fake.add_attachment(f"in{number}.png", image, "image/png")}
+        sent.append(
+            await fake.slash(
+                guild, member, command, options_for(command, number), attachments=attachments
+            )
+        )
+        await asyncio.sleep(rng.uniform(0, 2 * gap))
+    return sent
+
+
+def all_settled(database: Path, expected: int) -> bool:
+    if not database.exists():
+        return False
+    with sqlite3.connect(database, timeout=5) as db:
+        total, open_ = db.execute(
+            "SELECT COUNT(*), SUM(state NOT IN ('delivered', 'failed', 'cancelled')) FROM jobs"
+        ).fetchone()
+    return total == expected and not open_
+
+
+def account(
+    report: SoakReport,
+    fake: FakeDiscord,
+    simulator: Simulator,
+    database: Path,
+    sent: list[FakeInteraction],
+) -> None:
+    with sqlite3.connect(database) as db:
+        rows = db.execute(
+            "SELECT id, interaction_id, state, credits, credit_state, error FROM jobs"
+        ).fetchall()
+    by_interaction = {row[1]: row for row in rows}
+    messages = [m for m in fake.messages if not m.deleted]
+    results = collections.Counter(
+        cid.rsplit(":", 1)[1]
+        for m in messages
+        for cid in m.custom_ids
+        if cid.startswith("job:regenerate:") and m.attachments
+    )
+    notices = {m.content for m in fake.messages if "did not finish" in m.content}
+    for interaction in sent:
+        row = by_interaction.get(interaction.id)
+        if row is None:
+            report.lost.append(f"interaction {interaction.id}: no job")
+            continue
+        job_id, _, state, credits, credit_state, error = row
+        report.credits_reserved += credits
+        if credit_state == "spent":
+            report.credits_spent += credits
+        elif credit_state == "refunded":
+            report.credits_refunded += credits
+        else:
+            report.credits_still_held += credits
+        if results[job_id] > 1:
+            report.delivered_twice.append(job_id)
+        if state == "delivered" and results[job_id] >= 1:
+            report.delivered += 1
+        elif state == "failed" and any(job_id in notice for notice in notices):
+            report.failed_with_message += 1
+            report.failure_reasons[(error or "?").split(".")[0][:60]] += 1
+        else:
+            report.lost.append(f"job {job_id}: {state}, {results[job_id]} result message(s)")
+    marks = collections.Counter(mark_of(job.payload) for job in simulator.jobs.values())
+    report.submitted_twice = [mark for mark, count in marks.items() if count > 1]
+    report.requests = sum(1 for entry in simulator.log if entry.endpoint != "file")
+    report.busiest_minute = simulator.busiest_window(60.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--guilds", type=int, default=100)
+    parser.add_argument("--members", type=int, default=500)
+    parser.add_argument("--arrival-seconds", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    config = SoakConfig(
+        jobs=args.jobs,
+        guilds=args.guilds,
+        members=args.members,
+        arrival_seconds=args.arrival_seconds,
+    )
+    with tempfile.TemporaryDirectory() as workdir:
+        report = asyncio.run(run_soak(config, Path(workdir)))
+    print("\n".join(report.lines()))
+    print()
+    checks = [
+        ("0 lost", not report.lost),
+        ("0 delivered twice", not report.delivered_twice),
+        ("0 submitted twice", not report.submitted_twice),
+        ("credits balance 0", report.credit_balance == 0 and report.credits_still_held == 0),
+        ("event-loop lag p99 < 50 ms", report.loop_lag_p99_ms < 50),
+        ("peak RSS < 250 MB", report.peak_rss_mb < 250),
+        ("never over the request budget", report.busiest_minute <= report.budget),
+    ]
+    for name, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}")
+    if report.lost:
+        print("lost:", report.lost[:10])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
