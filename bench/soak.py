@@ -81,7 +81,6 @@ class SoakReport:
         return self.credits_reserved - self.credits_spent - self.credits_refunded
 
     def lines(self) -> list[str]:
-        rate = self.requests / (self.seconds / 60) if self.seconds else 0
         return [
             f"jobs sent {self.jobs}: delivered {self.delivered}, failed with a message"
             f" {self.failed_with_message}, lost {len(self.lost)}",
@@ -92,8 +91,8 @@ class SoakReport:
             f" (still held: {self.credits_still_held})",
             f"failures: {dict(self.failure_reasons)}",
             f"event-loop lag p99 {self.loop_lag_p99_ms:.1f} ms; peak RSS {self.peak_rss_mb:.0f} MB",
-            f"requests at Segmind: {self.requests} in {self.seconds:.0f} s ({rate:.0f}/min on"
-            f" average); busiest 60 s window {self.busiest_minute} (budget {self.budget})",
+            f"requests at Segmind: {self.requests} over {self.seconds:.0f} s;"
+            f" busiest 60 s window {self.busiest_minute} (budget {self.budget})",
         ]
 
 
