@@ -249,7 +249,7 @@ def account(
         cid.rsplit(":", 1)[1]
         for m in messages
         for cid in m.custom_ids
-        if cid.startswith("job:regenerate:") and m.attachments
+        if cid.startswith("job:regenerate:") and m.attachments and not m.ephemeral
     )
     notices = {m.content for m in fake.messages if "did not finish" in m.content}
     for interaction in sent:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import signal
 import sys
+from pathlib import Path
+from typing import TextIO
 
 import discord
 from pydantic import ValidationError
@@ -26,6 +30,15 @@ def main() -> int:
         ],
         json_lines=settings.log_format == "json",
     )
+    lock = hold_database(settings.database_path)
+    if lock is None:
+        print(
+            f"Another bot is already running on {settings.database_path}; stop it first.",
+            file=sys.stderr,
+        )
+        return 1
+    # `docker stop` sends SIGTERM: close as on Ctrl-C, so the jobs are left as recorded.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     from bot.app import VideoBot
 
     bot = VideoBot(settings)
@@ -35,6 +48,18 @@ def main() -> int:
         print("Configuration error: DISCORD_TOKEN was refused by Discord", file=sys.stderr)
         return 1
     return 0
+
+
+def hold_database(database: Path) -> TextIO | None:
+    """Take the database for this process alone; two bots on one file would run jobs twice."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    handle = (database.parent / f"{database.name}.lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle  # held until the process ends
 
 
 if __name__ == "__main__":

@@ -46,13 +46,16 @@ class VideoBot(commands.Bot):
         )
         self.settings = settings
         self._resources_closed = False
+        self._gateway_up = False
         self.loop_lag = LoopLagMonitor()
         self.heartbeat: Heartbeat | None = None
 
     async def setup_hook(self) -> None:
         self.tree.on_error = self.on_app_command_error
         settings = self.settings
-        self.session = aiohttp.ClientSession()
+        # No pool limit: a request that has its budget slot must leave at once, not queue for
+        # a connection and then reach Segmind in a bunch with others (the queue bounds them).
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         self.store = await Store.open(settings.database_path)
         self.segmind = SegmindClient(
             self.session,
@@ -101,7 +104,17 @@ class VideoBot(commands.Bot):
         self.heartbeat.start()
 
     async def _connected(self) -> bool:
-        return self.is_ready() and not self.is_closed() and self.ws is not None
+        return self._gateway_up and not self.is_closed()
+
+    # discord.py keeps is_ready() true while it reconnects; these events say what is true now.
+    async def on_connect(self) -> None:
+        self._gateway_up = True
+
+    async def on_resumed(self) -> None:
+        self._gateway_up = True
+
+    async def on_disconnect(self) -> None:
+        self._gateway_up = False
 
     async def _loop_lag_ms(self) -> float:
         return round(self.loop_lag.percentile(0.99) * 1000, 1)

@@ -197,6 +197,9 @@ class JobRunner:
         job.delivering_at = time.time()
         await self.journal.save_job(job)
         for attempt, pause in enumerate((*self.delivery_retry_delays, None)):
+            # A failed attempt may have posted all the same (the answer was lost, say).
+            if attempt and await self.reporter.already_delivered(job):
+                break
             try:
                 await self._download_and_post(job)
                 break

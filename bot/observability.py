@@ -61,8 +61,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             **{name: getattr(record, name) for name in JOB_FIELDS if hasattr(record, name)},
         }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        # SecretFilter leaves a cleaned traceback in exc_text (and no exc_info).
+        if record.exc_text or record.exc_info:
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
@@ -201,3 +202,10 @@ def _proc_status_kib(pid: int | str, field: str) -> int:
     except OSError:
         pass
     return 0
+
+
+def fit(text: str, limit: int = 1900) -> str:
+    """Keep a message under Discord's 2,000 characters, saying that something was cut."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 20].rsplit("\n", 1)[0] + "\n…(more not shown)"

@@ -273,10 +273,14 @@ class SegmindClient:
     ) -> JobResult:
         """Poll on `schedule` until the job finishes; `submitted_at` is a time.time() value."""
         started = time.time() if submitted_at is None else submitted_at
+        polled = False
         while True:
             delay = schedule.delay(time.time() - started)
             if delay is None:
-                raise JobTimedOut("the job did not finish in time", request_id=request_id)
+                if polled:
+                    raise JobTimedOut("the job did not finish in time", request_id=request_id)
+                delay = 0.0  # picked up late (after a restart, say): look once before giving up
+            polled = True
             await asyncio.sleep(delay)
             try:
                 status = await self.status(request_id)

@@ -96,12 +96,13 @@ class JobService:
         return self.queue.position(job)
 
     def unfinished(self, guild_id: int | None = None, member_id: int | None = None) -> list[Job]:
+        # Finished jobs leave memory here; find() still reaches them in the store.
+        for job_id in [job_id for job_id, job in self._jobs.items() if job.finished]:
+            del self._jobs[job_id]
         return [
             job
             for job in self._jobs.values()
-            if not job.finished
-            and guild_id in (None, job.guild_id)
-            and member_id in (None, job.member_id)
+            if guild_id in (None, job.guild_id) and member_id in (None, job.member_id)
         ]
 
     async def cancel(self, job: Job) -> CancelOutcome:

@@ -279,13 +279,15 @@ class Store:
         return GuildQuota(*row) if row else GuildQuota()
 
     async def update_guild_quota(self, guild_id: int, **changes: Any) -> None:
-        current = {**(await self.guild_quota(guild_id)).__dict__, **changes}
+        """Change some of a guild's quota settings; the others stay as they are."""
+        columns = [name for name in ("period", "member_limit", "guild_limit") if name in changes]
+        # Only the named columns are written, so two admins' changes never undo each other.
         await self._db.execute(
-            "INSERT INTO guild_quota (guild_id, period, member_limit, guild_limit)"
-            " VALUES (:guild_id, :period, :member_limit, :guild_limit)"
-            " ON CONFLICT (guild_id) DO UPDATE SET period = excluded.period,"
-            " member_limit = excluded.member_limit, guild_limit = excluded.guild_limit",
-            {"guild_id": guild_id, **current},
+            f"INSERT INTO guild_quota (guild_id, {', '.join(columns)})"
+            f" VALUES (:guild_id, {', '.join(':' + c for c in columns)})"
+            f" ON CONFLICT (guild_id) DO UPDATE SET"
+            f" {', '.join(f'{c} = excluded.{c}' for c in columns)}",
+            {"guild_id": guild_id, **{c: changes[c] for c in columns}},
         )
 
     async def member_override(self, guild_id: int, member_id: int) -> tuple[bool, int | None]:

@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.jobs import Job, JobState
+from bot.observability import fit
 from bot.service import CancelOutcome
 
 if TYPE_CHECKING:
@@ -99,7 +100,9 @@ class JobsCog(commands.Cog):
             lines.append(f"{number}. {self._describe(job)}")
             view.add_item(CancelButton(job.id, label=f"Cancel {number}"))
         await interaction.edit_original_response(
-            content="\n".join(lines), view=view, allowed_mentions=discord.AllowedMentions.none()
+            content=fit("\n".join(lines)),
+            view=view,
+            allowed_mentions=discord.AllowedMentions.none(),
         )
 
     def _describe(self, job: Job) -> str:

@@ -9,13 +9,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.models import CATALOGUE
+from bot.observability import fit
 from bot.quotas import Allowance, Period
 from bot.store import EVERYONE, Store
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
 
-LIMIT = app_commands.Range[int, -1, 1_000_000]
+LIMIT_MAX = 1_000_000
+LIMIT = app_commands.Range[int, -1, LIMIT_MAX]
 LIMIT_HELP = "Credits per period; -1 for no limit"
 MODEL_CHOICES = [
     app_commands.Choice(name=f"/{model.command}", value=model.slug) for model in CATALOGUE.values()
@@ -78,6 +80,10 @@ class QuotaCog(commands.Cog):
         credits: app_commands.Range[int, 0, 1000],
     ) -> None:
         await interaction.response.defer(ephemeral=True)
+        # Discord shows the choices and range; what arrives is checked here all the same.
+        if model not in CATALOGUE or not 0 <= credits <= 1000:
+            await _reply(interaction, "Choose one of the listed models and 0 to 1000 credits.")
+            return
         await self.store.set_model_cost(_guild(interaction), model, credits)
         await _reply(interaction, f"**/{CATALOGUE[model].command}** now costs {_amount(credits)}.")
 
@@ -87,6 +93,9 @@ class QuotaCog(commands.Cog):
     @app_commands.checks.has_permissions(manage_guild=True)
     async def period(self, interaction: discord.Interaction[VideoBot], period: str) -> None:
         await interaction.response.defer(ephemeral=True)
+        if period not in set(Period):
+            await _reply(interaction, "The period must be day, week or month.")
+            return
         await self.store.update_guild_quota(_guild(interaction), period=period)
         await _reply(interaction, f"Credits now reset every {period} (UTC).")
 
@@ -164,7 +173,8 @@ def _guild(interaction: discord.Interaction) -> int:
 
 
 def _limit(value: int) -> int | None:
-    return None if value < 0 else value
+    # Range is not enforced by discord.py on what arrives: clamp rather than store nonsense.
+    return None if value < 0 else min(value, LIMIT_MAX)
 
 
 def _amount(limit: int | None) -> str:
@@ -178,7 +188,7 @@ def _when(standing: Allowance) -> str:
 
 
 async def _reply(interaction: discord.Interaction, text: str) -> None:
-    await interaction.edit_original_response(content=text, allowed_mentions=QUIET)
+    await interaction.edit_original_response(content=fit(text), allowed_mentions=QUIET)
 
 
 async def setup(bot: VideoBot) -> None:

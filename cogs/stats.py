@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.models import CATALOGUE
-from bot.observability import rss_mb
+from bot.observability import fit, rss_mb
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
@@ -50,17 +50,23 @@ class StatsCog(commands.Cog):
             lag = self.bot.loop_lag.percentile(0.99) * 1000
             lines.append(f"Process: {rss_mb():.0f} MB resident, event-loop lag p99 {lag:.0f} ms")
         await interaction.edit_original_response(
-            content="\n".join(lines), allowed_mentions=discord.AllowedMentions.none()
+            content=fit("\n".join(lines)), allowed_mentions=discord.AllowedMentions.none()
         )
 
     def _queue_depth(self, guild_id: int | None) -> str:
         queue = self.bot.jobs.queue
-        depths = []
-        for guild in [guild_id] if guild_id is not None else queue.guild_ids():
-            waiting, running = len(queue.waiting(guild)), queue.running_count(guild)
-            label = "" if guild_id is not None else f"{self._guild_name(guild)}: "
-            depths.append(f"{label}{waiting} waiting, {running} running")
-        return "; ".join(depths) or "empty"
+        guilds = [guild_id] if guild_id is not None else queue.guild_ids()
+        depths = sorted(
+            ((len(queue.waiting(g)), queue.running_count(g), g) for g in guilds), reverse=True
+        )
+        waiting = sum(d[0] for d in depths)
+        running = sum(d[1] for d in depths)
+        line = f"{waiting} waiting, {running} running"
+        if guild_id is None and depths:
+            # The busiest few by name: a list of every server would not fit in a message.
+            busiest = ", ".join(f"{self._guild_name(g)} {w}+{r}" for w, r, g in depths[:5])
+            line += f" in {len(depths)} server(s); busiest (waiting+running): {busiest}"
+        return line
 
     def _guild_name(self, guild_id: int) -> str:
         guild = self.bot.get_guild(guild_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import random
@@ -247,6 +248,9 @@ class VideoCog(commands.Cog):
         job.interaction_id, job.interaction_token = interaction.id, interaction.token
         job.token_expires_at = interaction.expires_at.timestamp()
         job.filesize_limit = interaction.filesize_limit
+        # Settle the deferred reply before the job exists: Discord turns the first followup
+        # after a defer into that private reply, and no status or video may ever be it.
+        await interaction.edit_original_response(content=f"Sending job `{job.id}`…")
         delivery = self.deliveries[job.id] = self._new_delivery(job)
         try:
             position = await self.bot.jobs.submit(job)
@@ -255,17 +259,24 @@ class VideoCog(commands.Cog):
             await interaction.edit_original_response(content=str(refusal))
             return
         try:
-            # The deferred reply must be settled first: Discord turns the first followup after a
-            # defer into that (ephemeral) reply, and the status message has to be public.
+            await self._post_status(job, delivery)
+        finally:
+            delivery.status_posted.set()
+        with contextlib.suppress(discord.HTTPException):  # the job runs whatever this says
             await interaction.edit_original_response(
                 content=f"Queued as job `{job.id}`, place {position} in line. `/jobs` lists it."
             )
-            delivery.status_text = self._status(job)
+
+    async def _post_status(self, job: Job, delivery: Delivery) -> None:
+        """Post a public status message; without one, the status loop tries again later."""
+        delivery.status_text = self._status(job)
+        try:
             message = await delivery.recipient.send(delivery.status_text, view=_cancel_view(job))
-            job.status_message_id = message.id
-            await self.bot.jobs.save(job)
-        finally:
-            delivery.status_posted.set()
+        except discord.HTTPException as error:
+            log.warning("status message of job %s not posted: %s", job.id, error)
+            return
+        job.status_message_id = message.id
+        await self.bot.jobs.save(job)
 
     async def regenerate(self, interaction: discord.Interaction[VideoBot], job_id: str) -> None:
         original = await self.bot.jobs.find(job_id)
@@ -310,8 +321,9 @@ class VideoCog(commands.Cog):
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         marker = RegenerateButton(job.id).custom_id
         me = self.bot.user.id if self.bot.user else self.bot.application_id
-        since = job.delivering_at or job.created_at
-        after = discord.Object(discord.utils.time_snowflake(_utc(since - 1)))
+        # A few minutes' slack: the host's clock and Discord's may disagree; the marker is unique.
+        since = (job.delivering_at or job.created_at) - 300
+        after = discord.Object(discord.utils.time_snowflake(_utc(since)))
         try:
             async for message in channel.history(limit=100, after=after):
                 if message.author.id == me and marker in _custom_ids(message):
@@ -379,12 +391,13 @@ class VideoCog(commands.Cog):
 
     async def _refresh_status(self, job: Job) -> None:
         delivery = await self._delivery(job)
+        if job.status_message_id is None:  # never posted (a crash or a refusal got in the way)
+            await self._post_status(job, delivery)
+            return
         text = self._status(job)
         if text == delivery.status_text:
             return
         delivery.status_text = text
-        if job.status_message_id is None:
-            return
         if job.recovered and not delivery.recipient.token_alive() and not delivery.reposted:
             # The old status message belongs to a dead interaction: start a fresh one.
             message = await delivery.recipient.send(text, view=_cancel_view(job))

@@ -64,8 +64,11 @@ class World:
         return self.fake.channel_messages(self.guild.channel)
 
     def videos(self) -> list[FakeMessage]:
+        """Videos posted for everyone to see (a private one would be a bug, not a delivery)."""
         return [
-            m for m in self.messages() if any(a.filename.endswith(".mp4") for a in m.attachments)
+            m
+            for m in self.messages()
+            if not m.ephemeral and any(a.filename.endswith(".mp4") for a in m.attachments)
         ]
 
     async def reply_to(self, interaction: FakeInteraction) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import shutil
 from collections.abc import AsyncIterator
@@ -346,7 +347,7 @@ async def test_cancel_of_a_queued_job_removes_it_before_segmind_hears_of_it(
 async def test_cancel_of_a_running_job_stops_polling_and_posts_nothing(
     simulator: Simulator, tmp_path: Path
 ) -> None:
-    simulator.speed = 1.0  # runs far longer than the test
+    simulator.speed = 0.05  # grok takes 3.5 s: it would be done well within the test
     async with bot_world(simulator, tmp_path / "bot.db") as world:
         interaction = await world.slash(world.alice, "grok-video", {"prompt": "waves"})
         status = await world.status_message(interaction)
@@ -359,9 +360,10 @@ async def test_cancel_of_a_running_job_stops_polling_and_posts_nothing(
         assert "cannot be told to stop" in reply
         polls = len(simulator.requests("status"))
         await world.fake.wait_for(lambda: "Cancelled" in status.content)
-        await __import__("asyncio").sleep(0.3)
+        await asyncio.sleep(4.0)  # past the moment the provider finished the video
         assert len(simulator.requests("status")) == polls
         assert world.videos() == []
+        assert [s for _, s in (await world.bot.store.credit_states()).values()] == ["refunded"]
 
 
 async def test_only_the_owner_or_a_manager_may_cancel(world: World) -> None:
@@ -509,6 +511,19 @@ async def test_a_video_over_the_download_cap_is_reported_with_its_link(
 
     assert "larger than this bot is set to download" in notice.content
     assert "/files/" in notice.content
+
+
+async def test_a_status_message_that_could_not_be_posted_is_posted_later(world: World) -> None:
+    world.simulator.speed = 0.05
+    world.fake.fail_next("POST", "/webhooks/*", status=400, times=1)
+    interaction = await world.slash(world.alice, "grok-video", {"prompt": "waves"})
+
+    status = await world.status_message(interaction)
+
+    assert "Grok Imagine Video" in status.content and not status.ephemeral
+    assert "Queued as job" in await world.reply_to(interaction)
+    [video] = await world.delivered()
+    assert not video.ephemeral
 
 
 async def test_mentions_in_a_prompt_ping_nobody_but_the_requester(world: World) -> None:

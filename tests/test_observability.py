@@ -91,6 +91,13 @@ async def test_the_healthcheck_follows_discord_and_the_database(
             blocker.close()
         await world.fake.wait_for(lambda: json.loads(beat.read_text())["database_writable"])
 
+        # discord.py keeps is_ready() true while it reconnects; the heartbeat must not.
+        world.bot.dispatch("disconnect")
+        await world.fake.wait_for(lambda: not json.loads(beat.read_text())["discord_connected"])
+        assert "not connected to Discord" in healthcheck(database).stderr
+        world.bot.dispatch("resumed")
+        await world.fake.wait_for(lambda: json.loads(beat.read_text())["discord_connected"])
+
     stopped = healthcheck(database)
     assert stopped.returncode == 1 and "not connected to Discord" in stopped.stderr
 

@@ -37,10 +37,37 @@ async def test_a_member_over_their_limit_is_refused_with_the_numbers(world: Worl
     assert len(world.simulator.requests("submit")) == 1
 
 
-async def test_members_cannot_change_quotas(world: World) -> None:
-    reply = await answer(world, world.alice, "quota set-default", {"limit": 0}, strict=False)
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("quota set-default", {"limit": 0}),
+        ("quota set-user", {"limit": 0}),
+        ("quota set-guild", {"limit": 0}),
+        ("quota cost", {"model": "svd", "credits": 100}),
+        ("quota period", {"period": "month"}),
+        ("quota show", {}),
+        ("quota reset", {}),
+    ],
+)
+async def test_members_cannot_use_quota_commands(world: World, command: str, options: dict) -> None:
+    if command == "quota set-user":
+        options = {**options, "user": world.alice}
+    reply = await answer(world, world.alice, command, options, strict=False)
 
     assert "Manage Server" in reply
+    assert "Queued as job" in await answer(world, world.alice, "grok-video", {"prompt": "ok"})
+    assert "no limit" in await answer(world, world.alice, "usage")
+
+
+async def test_forged_quota_values_are_refused(world: World) -> None:
+    bad_period = await answer(
+        world, world.manager, "quota period", {"period": "year"}, strict=False
+    )
+    bad_cost = await answer(
+        world, world.manager, "quota cost", {"model": "svd", "credits": -5}, strict=False
+    )
+
+    assert "day, week or month" in bad_period and "0 to 1000" in bad_cost
     assert "Queued as job" in await answer(world, world.alice, "grok-video", {"prompt": "ok"})
 
 

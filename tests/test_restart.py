@@ -72,7 +72,11 @@ async def job_states(database: Path) -> dict[str, tuple[str, str, str, int]]:
 
 def result_messages(fake: FakeDiscord, guild: FakeGuild, job_id: str) -> list[FakeMessage]:
     marker = f"job:regenerate:{job_id}"
-    return [m for m in fake.channel_messages(guild.channel) if marker in m.custom_ids]
+    return [
+        m
+        for m in fake.channel_messages(guild.channel)
+        if marker in m.custom_ids and not m.ephemeral
+    ]
 
 
 async def states_become(database: Path, fake: FakeDiscord, wanted: dict[str, str]) -> None:

@@ -27,5 +27,10 @@ async def test_a_hundred_jobs_under_faults_lose_nothing_and_double_nothing(tmp_p
     assert report.submitted_twice == []
     assert report.delivered + report.failed_with_message == 100
     assert report.credit_balance == 0 and report.credits_still_held == 0
+    # Independently of the ledger: every job costs 1, kept when delivered, else given back.
+    assert (report.credits_spent, report.credits_refunded) == (
+        report.delivered,
+        report.failed_with_message,
+    )
     assert report.busiest_minute <= config.requests_per_minute
     assert report.delivered >= 80  # the faults are a few percent, not most jobs
