@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -20,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.observability import peak_rss_mb, rss_mb
 from bot.simulator import Simulator
+from tests.bot_process import SCRIPT, environment
 from tests.fakediscord import FakeDiscord, FakeGuild, FakeMember
 
-ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "large-video-key"
 TARGET_MB = 32.0
 UPLOAD_LIMIT = 512 * 1024 * 1024  # a server whose uploads allow the whole video
@@ -51,20 +50,12 @@ async def measure(megabytes: int, workdir: Path) -> dict[str, float]:
         async with FakeDiscord() as fake:
             guild = fake.add_guild("Studio")
             member = guild.add_member("alice")
-            env = {
-                "PATH": os.environ["PATH"],
-                "PYTHONPATH": str(ROOT),
-                "FAKE_DISCORD_API": fake.api_base,
-                "FAKE_DISCORD_GATEWAY": fake.gateway_url,
-                "DISCORD_TOKEN": fake.token,
-                "SEGMIND_API_KEY": API_KEY,
-                "SEGMIND_BASE_URL": simulator.url,
-                "DATABASE_PATH": str(workdir / "bot.db"),
-                "SEGMIND_POLL_INTERVAL_MAX": "0.5",
-                "LOG_LEVEL": "WARNING",
-            }
+            env = environment(
+                fake, simulator.url, API_KEY, workdir / "bot.db",
+                segmind_poll_interval_max=0.5, log_level="WARNING",
+            )  # fmt: skip
             process = await asyncio.create_subprocess_exec(
-                sys.executable, str(ROOT / "tests" / "bot_process.py"), env=env, cwd=workdir
+                sys.executable, str(SCRIPT), env=env, cwd=workdir
             )
             try:
                 await fake.wait_for(lambda: fake.sync_count >= 1, timeout=60)

@@ -17,7 +17,6 @@ import asyncio
 import collections
 import itertools
 import json
-import os
 import random
 import sqlite3
 import sys
@@ -30,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.observability import health_file, peak_rss_mb
 from bot.simulator import Fault, Simulator
+from tests.bot_process import SCRIPT, environment
 from tests.bot_world import png_bytes
 from tests.fakediscord import FakeDiscord, FakeGuild, FakeInteraction, FakeMember
 
-ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "soak-key"
 COMMANDS = ("svd", "cog-video", "cog-video-i2v", "pixverse", "grok-video")
 TAKES_IMAGE = {"svd", "cog-video-i2v"}
@@ -115,25 +114,18 @@ async def bursts_of_429(simulator: Simulator, every: float, length: float = 1.5)
 
 
 def bot_environment(fake: FakeDiscord, simulator: Simulator, config: SoakConfig, db: Path) -> dict:
-    return {
-        "PATH": os.environ["PATH"],
-        "PYTHONPATH": str(ROOT),
-        "FAKE_DISCORD_API": fake.api_base,
-        "FAKE_DISCORD_GATEWAY": fake.gateway_url,
-        "DISCORD_TOKEN": fake.token,
-        "SEGMIND_API_KEY": API_KEY,
-        "SEGMIND_BASE_URL": simulator.url,
-        "DATABASE_PATH": str(db),
-        "SEGMIND_POLL_INTERVAL_MAX": str(config.poll_interval_max),
-        "SEGMIND_REQUESTS_PER_MINUTE": str(config.requests_per_minute),
-        "SEGMIND_RETRY_BASE_DELAY": "0.5",
-        "QUEUE_GLOBAL_CONCURRENCY": str(config.global_concurrency),
-        "QUEUE_GUILD_CONCURRENCY": str(config.guild_concurrency),
-        "QUEUE_GUILD_LENGTH_MAX": "100",
-        "STATUS_UPDATE_SECONDS": "2",
-        "HEALTH_INTERVAL_SECONDS": "1",
-        "LOG_LEVEL": "WARNING",
-    }
+    return environment(
+        fake, simulator.url, API_KEY, db,
+        segmind_poll_interval_max=config.poll_interval_max,
+        segmind_requests_per_minute=config.requests_per_minute,
+        segmind_retry_base_delay=0.5,
+        queue_global_concurrency=config.global_concurrency,
+        queue_guild_concurrency=config.guild_concurrency,
+        queue_guild_length_max=100,
+        status_update_seconds=2,
+        health_interval_seconds=1,
+        log_level="WARNING",
+    )  # fmt: skip
 
 
 def options_for(command: str, number: int) -> dict:
@@ -163,7 +155,7 @@ async def run_soak(config: SoakConfig, workdir: Path) -> SoakReport:
             env = bot_environment(fake, simulator, config, database)
             log = (workdir / "bot.log").open("w")
             process = await asyncio.create_subprocess_exec(
-                sys.executable, str(ROOT / "tests" / "bot_process.py"),
+                sys.executable, str(SCRIPT),
                 env=env, cwd=workdir, stdout=log, stderr=log,
             )  # fmt: skip
             bursts = asyncio.create_task(bursts_of_429(simulator, config.burst_every))

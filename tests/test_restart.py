@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,37 +16,25 @@ from pathlib import Path
 import aiosqlite
 
 from bot.simulator import Simulator
+from tests.bot_process import SCRIPT, environment
 from tests.bot_world import bot_world, png_bytes, restarted
 from tests.conftest import API_KEY
 from tests.fakediscord import FakeDiscord, FakeGuild, FakeInteraction, FakeMessage
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @asynccontextmanager
 async def bot_process(
     fake: FakeDiscord, simulator: Simulator, database: Path, log: Path
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    env = {
-        "PATH": os.environ["PATH"],
-        "PYTHONPATH": str(ROOT),
-        "FAKE_DISCORD_API": fake.api_base,
-        "FAKE_DISCORD_GATEWAY": fake.gateway_url,
-        "DISCORD_TOKEN": fake.token,
-        "SEGMIND_API_KEY": API_KEY,
-        "SEGMIND_BASE_URL": simulator.url,
-        "DATABASE_PATH": str(database),
-        "SEGMIND_POLL_INTERVAL_MAX": "0.2",
-        "SEGMIND_REQUESTS_PER_MINUTE": "100000",
-        "SEGMIND_RETRY_BASE_DELAY": "0.05",
-        "STATUS_UPDATE_SECONDS": "0.3",
-        "QUEUE_GUILD_CONCURRENCY": "3",
-        "QUEUE_MEMBER_PENDING_MAX": "10",
-        "LOG_LEVEL": "INFO",
-    }
+    env = environment(
+        fake, simulator.url, API_KEY, database,
+        segmind_poll_interval_max=0.2, segmind_requests_per_minute=100_000,
+        segmind_retry_base_delay=0.05, status_update_seconds=0.3,
+        queue_guild_concurrency=3, queue_member_pending_max=10, log_level="INFO",
+    )  # fmt: skip
     with log.open("a") as output:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "tests" / "bot_process.py"),
+            sys.executable, str(SCRIPT),
             env=env, cwd=database.parent, stdout=output, stderr=output,
         )  # fmt: skip
     try:
