@@ -163,10 +163,6 @@ class JobQueue(Generic[T]):
         guild = self._guilds.get(guild_id)
         return len(guild.running) if guild else 0
 
-    def is_running(self, job: T) -> bool:
-        guild = self._guilds.get(job.guild_id)
-        return guild is not None and job.id in guild.running
-
     def remove_waiting(self, job: T) -> bool:
         """Take a job out of line before it starts; False if it was not waiting."""
         guild = self._guilds.get(job.guild_id)
