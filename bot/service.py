@@ -47,9 +47,6 @@ class JobService:
     async def close(self) -> None:
         await self.queue.close()
 
-    def check_room(self, guild_id: int, member_id: int) -> None:
-        self.queue.check_room(guild_id, member_id)
-
     async def submit(self, job: Job) -> int:
         """Reserve credits, store and queue the job; returns its place in line.
 
@@ -88,9 +85,6 @@ class JobService:
     async def find(self, job_id: str) -> Job | None:
         """A job of this run, or one finished before the last restart."""
         return self._jobs.get(job_id) or await self.store.job(job_id)
-
-    def get(self, job_id: str) -> Job | None:
-        return self._jobs.get(job_id)
 
     def position(self, job: Job) -> int | None:
         return self.queue.position(job)
