@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.jobs import Job
-from bot.store import EVERYONE, Admission, Store
+from bot.store import EVERYONE, Admission, GuildQuota, Store
 
 
 class Period(enum.StrEnum):
@@ -75,7 +75,7 @@ class Quotas:
         settings = await self.store.guild_quota(job.guild_id)
         start, _ = period_bounds(Period(settings.period), now)
         admission = Admission(
-            member_limit=await self.member_limit(job.guild_id, job.member_id),
+            member_limit=await self._member_limit(job.guild_id, job.member_id, settings),
             member_since=max(
                 start.timestamp(), await self.store.reset_point(job.guild_id, job.member_id)
             ),
@@ -87,11 +87,12 @@ class Quotas:
         if not await self.store.admit_job(job, admission):
             raise QuotaExceeded(await self._refusal(job))
 
-    async def member_limit(self, guild_id: int, member_id: int) -> int | None:
+    async def _member_limit(
+        self, guild_id: int, member_id: int, settings: GuildQuota
+    ) -> int | None:
+        """The member's own override if they have one, else the guild's default."""
         overridden, limit = await self.store.member_override(guild_id, member_id)
-        if overridden:
-            return limit
-        return (await self.store.guild_quota(guild_id)).member_limit
+        return limit if overridden else settings.member_limit
 
     async def allowance(self, guild_id: int, member_id: int) -> Allowance:
         settings = await self.store.guild_quota(guild_id)
@@ -103,7 +104,7 @@ class Quotas:
             period=period,
             resets_at=end,
             guild_since=guild_since,
-            member_limit=await self.member_limit(guild_id, member_id),
+            member_limit=await self._member_limit(guild_id, member_id, settings),
             member_used=await self.store.usage(guild_id, member_since, member_id),
             guild_limit=settings.guild_limit,
             guild_used=await self.store.usage(guild_id, guild_since),
