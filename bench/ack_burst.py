@@ -30,7 +30,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import VideoBot
+from adapter.app import VideoBot
 from bot.simulator import Simulator
 from tests.bot_world import png_bytes, test_settings
 from tests.fakediscord import FakeDiscord, FakeGuild, FakeInteraction, FakeMember, run_bot

@@ -232,8 +232,10 @@ def account(
     sent: list[FakeInteraction],
 ) -> None:
     with sqlite3.connect(database) as db:
+        # Where each job's credits stand, from the ledger: captured, released, or still held.
         rows = db.execute(
-            "SELECT id, interaction_id, state, credits, credit_state, error FROM jobs"
+            "SELECT id, interaction_id, state, credits, COALESCE((SELECT MAX(entry) FROM ledger"
+            " WHERE job_id = jobs.id AND entry != 'reserve'), 'reserve'), error FROM jobs"
         ).fetchall()
     by_interaction = {row[1]: row for row in rows}
     messages = [m for m in fake.messages if not m.deleted]
@@ -251,9 +253,9 @@ def account(
             continue
         job_id, _, state, credits, credit_state, error = row
         report.credits_reserved += credits
-        if credit_state == "spent":
+        if credit_state == "capture":
             report.credits_spent += credits
-        elif credit_state == "refunded":
+        elif credit_state == "release":
             report.credits_refunded += credits
         else:
             report.credits_still_held += credits

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-import discord
 from pydantic import ValidationError
 
 from bot.config import Settings, describe_settings_error
@@ -39,15 +38,10 @@ def main() -> int:
         return 1
     # `docker stop` sends SIGTERM: close as on Ctrl-C, so the jobs are left as recorded.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    from bot.app import VideoBot
+    # The composition root: the one place the core reaches for the Discord adapter.
+    from adapter.app import run
 
-    bot = VideoBot(settings)
-    try:
-        bot.run(settings.discord_token.get_secret_value(), log_handler=None)
-    except discord.LoginFailure:
-        print("Configuration error: DISCORD_TOKEN was refused by Discord", file=sys.stderr)
-        return 1
-    return 0
+    return run(settings)
 
 
 def hold_database(database: Path) -> TextIO | None:

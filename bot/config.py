@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     image_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     image_max_pixels: int = Field(default=4096 * 4096, ge=1)
     status_update_seconds: float = Field(default=5.0, gt=0)
+    message_retry_seconds: float = Field(default=5.0, gt=0, le=600)
+    job_retention_days: float = Field(default=90.0, gt=0)
     health_interval_seconds: float = Field(default=15.0, gt=0)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

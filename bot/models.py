@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 import annotated_types
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bot.refusals import Refused
+
 MAX_SEED = 999_999_999_999_999
 PROMPT_MAX_CHARS = 2000
 
@@ -125,12 +127,15 @@ class UnsupportedCombination(ValueError):
         self.problems = problems
 
 
-class InvalidParameters(ValueError):
+class InvalidParameters(Refused):
     """The parameters cannot be sent; `problems` holds one readable sentence per problem."""
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+    def lines(self) -> list[str]:
+        return self.problems
 
 
 @dataclass(frozen=True)

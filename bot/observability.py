@@ -31,7 +31,7 @@ def job_event(job: Any, event: str, level: int = logging.INFO, **details: Any) -
         "job": job.id,
         "guild": job.guild_id,
         "member": job.member_id,
-        "model": job.model.slug,
+        "model": job.slug,
         "request_id": job.request_id,
         "state": job.state.value,
     }
@@ -179,7 +179,10 @@ class Heartbeat:
                 report[f"{name}_error"] = str(error)[:200]
         report.update(overrides)
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(report))
+        # The owner's alone, like the database beside it.
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(handle, "w") as file:
+            file.write(json.dumps(report))
         temporary.replace(self.path)  # atomic: the checker never reads half a file
 
 
@@ -202,10 +205,3 @@ def _proc_status_kib(pid: int | str, field: str) -> int:
     except OSError:
         pass
     return 0
-
-
-def fit(text: str, limit: int = 1900) -> str:
-    """Keep a message under Discord's 2,000 characters, saying that something was cut."""
-    if len(text) <= limit:
-        return text
-    return text[: limit - 20].rsplit("\n", 1)[0] + "\n…(more not shown)"

@@ -1,8 +1,10 @@
-"""Per-guild job queues with fair turns, concurrency limits and cancellation.
+"""Per-guild job queues with fair turns and concurrency limits.
 
-The queue knows nothing of Discord or Segmind: it holds jobs, decides which one runs next, and
-hands it to the `run` coroutine it was given. Inside a guild members take turns (round-robin), so
-one member's five jobs do not starve the others; guilds take turns for the global slots too.
+The queue knows nothing of Discord or Segmind, and holds no truth about a job: the store does.
+It only decides which waiting job runs next and hands it to the `run` coroutine it was given
+(which finds out from the job's life whether the job still wants to run). Inside a guild members
+take turns (round-robin), so one member's five jobs do not starve the others; guilds take turns
+for the global slots too. How many jobs may wait is checked at admission, in the store.
 """
 
 from __future__ import annotations
@@ -26,10 +28,6 @@ class QueuedItem(Protocol):
     id: str
     guild_id: int
     member_id: int
-
-
-class QueueRefused(Exception):
-    """The job was not queued; the message says which limit it hit."""
 
 
 @dataclass(frozen=True)
@@ -106,13 +104,8 @@ class JobQueue(Generic[T]):
 
     # --- What callers do ---
 
-    def add(self, job: T, *, force: bool = False) -> int:
-        """Queue a job; returns its 1-based place in its guild's line, or raises QueueRefused.
-
-        `force` skips the limits, for jobs that were already accepted before a restart.
-        """
-        if not force:
-            self.check_room(job.guild_id, job.member_id)
+    def add(self, job: T) -> int:
+        """Queue a job; returns its 1-based place in its guild's line."""
         guild = self._guilds.setdefault(job.guild_id, _GuildQueue())
         guild.waiting.setdefault(job.member_id, collections.deque()).append(job)
         self._wake.set()
@@ -122,25 +115,6 @@ class JobQueue(Generic[T]):
         """Run a job at once, outside the line: it was already running before a restart."""
         self._guilds.setdefault(job.guild_id, _GuildQueue())
         self._start(job.guild_id, job)
-
-    def check_room(self, guild_id: int, member_id: int) -> None:
-        """Raise QueueRefused when a new job of this member would not fit."""
-        guild = self._guilds.get(guild_id)
-        if guild is None:
-            return
-        pending = len(guild.waiting.get(member_id, ())) + sum(
-            1 for owner, _ in guild.running.values() if owner == member_id
-        )
-        if pending >= self.limits.member_pending_max:
-            raise QueueRefused(
-                f"You already have {pending} jobs waiting or running here, the most allowed"
-                f" ({self.limits.member_pending_max}). Try again when one has finished."
-            )
-        if len(guild) >= self.limits.guild_length_max:
-            raise QueueRefused(
-                f"This server's queue is full ({self.limits.guild_length_max} jobs waiting)."
-                " Try again in a few minutes."
-            )
 
     def position(self, job: T) -> int | None:
         """1-based place among the guild's waiting jobs, None once it has started or left."""
@@ -167,22 +141,18 @@ class JobQueue(Generic[T]):
         """Take a job out of line before it starts; False if it was not waiting."""
         guild = self._guilds.get(job.guild_id)
         lane = guild.waiting.get(job.member_id) if guild else None
-        if guild is None or lane is None or job not in lane:
+        if guild is None or lane is None:
             return False
-        lane.remove(job)
+        for waiting in lane:
+            if waiting.id == job.id:
+                lane.remove(waiting)
+                break
+        else:
+            return False
         if not lane:
             del guild.waiting[job.member_id]
         self._wake.set()
         return True
-
-    def stop_running(self, job: T) -> asyncio.Task[None] | None:
-        """Cancel a running job's task and return it (to await), or None if it is not running."""
-        guild = self._guilds.get(job.guild_id)
-        if guild is None or job.id not in guild.running:
-            return None
-        task = guild.running[job.id][1]
-        task.cancel()
-        return task
 
     # --- The one dispatcher ---
 

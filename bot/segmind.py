@@ -27,7 +27,7 @@ from bot.ratelimit import RequestBudget
 
 log = logging.getLogger(__name__)
 
-JobState = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
+ProviderState = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
 TERMINAL_STATES = frozenset({"COMPLETED", "FAILED"})
 _KNOWN_STATES = frozenset({"QUEUED", "PROCESSING", "COMPLETED", "FAILED"})
 
@@ -168,7 +168,7 @@ def failure_for(error_text: str | None, request_id: str | None) -> JobFailed:
 @dataclass(frozen=True)
 class JobStatus:
     request_id: str
-    state: JobState
+    state: ProviderState
     error: str | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
 
@@ -205,6 +205,8 @@ class _Answer:
 # Connect failures happen before a byte of the request is sent, so even a submit may be retried.
 _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _NETWORK_TROUBLE = (aiohttp.ClientError, asyncio.TimeoutError)
+Hook = Callable[[], Awaitable[None]]
+RefusalHook = Callable[["SegmindError"], Awaitable[None]]
 
 
 class SegmindClient:
@@ -230,9 +232,25 @@ class SegmindClient:
 
     # --- The protocol ---
 
-    async def submit(self, slug: str, payload: Mapping[str, Any]) -> str:
-        """Start a job and return its request id."""
-        answer = await self._call("POST", f"/v2/{slug}", payload=payload)
+    async def submit(
+        self,
+        slug: str,
+        payload: Mapping[str, Any],
+        *,
+        before_send: Hook | None = None,
+        after_refusal: RefusalHook | None = None,
+    ) -> str:
+        """Start a job and return its request id.
+
+        `before_send` is awaited once the request has its budget slot, immediately before the
+        request is written (to record that a submit is under way, or to call it off by raising);
+        `after_refusal` is awaited when an answer proved that nothing was accepted and the
+        submit will be tried again, before the wait (to record that nothing is under way).
+        """
+        answer = await self._call(
+            "POST", f"/v2/{slug}", payload=payload,
+            before_send=before_send, after_refusal=after_refusal,
+        )  # fmt: skip
         if _names_terminal_state(answer.body) and answer.body["status"] == "FAILED":
             raise failure_for(_text(answer.body.get("error")), None)
         if answer.status >= 400:
@@ -321,11 +339,19 @@ class SegmindClient:
     # --- One request, with budget and retries ---
 
     async def _call(
-        self, method: str, path: str, *, payload: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        before_send: Hook | None = None,
+        after_refusal: RefusalHook | None = None,
     ) -> _Answer:
         is_submit = method == "POST"
         for attempt in range(self._retry.attempts):
             await self.budget.acquire()
+            if before_send is not None:
+                await before_send()
             try:
                 answer = await self._send(method, path, payload)
             except _NOT_SENT as error:
@@ -350,6 +376,8 @@ class SegmindClient:
             )  # fmt: skip
             if attempt + 1 == self._retry.attempts:
                 raise trouble
+            if after_refusal is not None:
+                await after_refusal(trouble)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 

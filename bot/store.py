@@ -1,23 +1,26 @@
-"""The SQLite store: jobs, quota settings and the credits each job holds.
+"""The SQLite store: jobs, the credit ledger, the outbox of messages owed, quota settings.
 
-One file, WAL mode, versioned migrations applied at start-up. Every write that a later step
-depends on is committed before that step runs: a job is on disk before it is queued, its
-`submitting` state before the POST, its request id right after, its video URL before delivery.
+One file, WAL mode, versioned migrations applied at start-up. A job's state changes only in
+`transaction()` blocks run by the job's life (`bot.jobs.life`); one lock serialises every use
+of the single connection, so no statement ever lands inside another coroutine's transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from bot.jobs import Job, JobState
-from bot.models import CATALOGUE
+from bot.jobs.job import ENDED, IN_PROGRESS, UNFINISHED, Job, JobState
+from bot.jobs.life import AdmissionRefused, Credit, Limits, Owed, Refusal
 
 # Each step moves the schema one version up; append, never edit a released step.
 MIGRATIONS: tuple[str, ...] = (
@@ -85,16 +88,68 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (guild_id, member_id)
     );
     """,
+    # 4: the job life: a credit ledger, the outbox of messages owed, what each failure was
+    """
+    CREATE TABLE ledger (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id      TEXT NOT NULL,
+        guild_id    INTEGER NOT NULL,
+        member_id   INTEGER NOT NULL,
+        entry       TEXT NOT NULL CHECK (entry IN ('reserve', 'capture', 'release')),
+        credits     INTEGER NOT NULL,
+        -- Credits count in the period the job was admitted in, whenever they settle.
+        reserved_at REAL NOT NULL,
+        at          REAL NOT NULL,
+        UNIQUE (job_id, entry)
+    );
+    CREATE INDEX ledger_by_guild ON ledger (guild_id, reserved_at);
+    CREATE INDEX ledger_by_member ON ledger (guild_id, member_id, reserved_at);
+    INSERT INTO ledger (job_id, guild_id, member_id, entry, credits, reserved_at, at)
+        SELECT id, guild_id, member_id, 'reserve', credits, created_at, created_at FROM jobs;
+    INSERT INTO ledger (job_id, guild_id, member_id, entry, credits, reserved_at, at)
+        SELECT id, guild_id, member_id,
+               CASE credit_state WHEN 'spent' THEN 'capture' ELSE 'release' END,
+               credits, created_at, COALESCE(finished_at, created_at)
+        FROM jobs WHERE credit_state != 'reserved';
+    CREATE TABLE outbox (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id     TEXT NOT NULL,
+        kind       TEXT NOT NULL CHECK (kind IN ('status', 'notice', 'video')),
+        created_at REAL NOT NULL,
+        due_at     REAL NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        -- A video post began: after a crash, the channel is looked at before posting again.
+        started_at REAL,
+        done_at    REAL,
+        outcome    TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (job_id, seq) WHERE done_at IS NULL;
+    CREATE INDEX outbox_due ON outbox (due_at) WHERE done_at IS NULL;
+    CREATE INDEX outbox_done ON outbox (done_at) WHERE done_at IS NOT NULL;
+    -- A job finished but not yet posted by the previous version still owes its video.
+    INSERT INTO outbox (job_id, kind, created_at, due_at, started_at)
+        SELECT id, 'video', created_at, created_at, delivering_at FROM jobs
+        WHERE state = 'completed';
+    ALTER TABLE jobs ADD COLUMN provider_state TEXT;
+    ALTER TABLE jobs ADD COLUMN failure TEXT;
+    ALTER TABLE jobs DROP COLUMN credit_state;
+    ALTER TABLE jobs DROP COLUMN delivering_at;
+    CREATE INDEX jobs_in_guild ON jobs (guild_id, state, member_id);
+    CREATE INDEX jobs_by_finish ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+    """,
 )
 
-UNFINISHED = (JobState.QUEUED, JobState.SUBMITTING, JobState.SUBMITTED, JobState.COMPLETED)
 _JOB_COLUMNS = (
-    "id", "guild_id", "channel_id", "member_id", "model", "parameters", "state", "request_id",
-    "video_url", "delivering_at", "interaction_id", "interaction_token", "token_expires_at",
-    "status_message_id",
-    "filesize_limit", "credits", "created_at", "submitted_at", "finished_at", "error",
+    "id", "guild_id", "channel_id", "member_id", "model", "parameters", "state",
+    "provider_state", "request_id", "video_url", "credits", "created_at", "submitted_at",
+    "finished_at", "error", "failure", "interaction_id", "interaction_token",
+    "token_expires_at", "status_message_id", "filesize_limit",
 )  # fmt: skip
+_UPDATABLE = frozenset(_JOB_COLUMNS) - {"id", "guild_id", "member_id", "model", "credits"}
 EVERYONE = 0
+_OWNER_ONLY = 0o600
+# Usage this period: what was reserved and not given back.
+_USED = "COALESCE(SUM(CASE entry WHEN 'reserve' THEN credits WHEN 'release' THEN -credits END), 0)"
 
 
 @dataclass(frozen=True)
@@ -110,35 +165,57 @@ class JobStats:
     failure_reasons: list[tuple[str, int]]
     credits_spent: int
     average_seconds: dict[str, float]
+    outcome_unknown: int
 
 
 @dataclass(frozen=True)
-class Admission:
-    """The limits a job's credits are checked against, and since when usage counts."""
+class LedgerTotals:
+    """reserved = captured + released + held, at any moment."""
 
-    member_limit: int | None
-    member_since: float
-    guild_limit: int | None
-    guild_since: float
+    reserved: int
+    captured: int
+    released: int
+    held: int
+
+
+@dataclass(frozen=True)
+class OwedMessage:
+    """One row of the outbox: a message the bot owes a job's member."""
+
+    seq: int
+    job_id: str
+    kind: Owed
+    due_at: float
+    attempts: int
+    started_at: float | None
 
 
 class Store:
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
         self._db = connection
+        self.path = path
+        self._serial = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path, migrations: Iterable[str] = MIGRATIONS) -> Store:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Created for the owner alone: the file holds interaction tokens. SQLite gives its WAL
+        # and shared-memory files the database file's permissions.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, _OWNER_ONLY))
+        for existing in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
+            with contextlib.suppress(FileNotFoundError):
+                existing.chmod(_OWNER_ONLY)
         connection = await aiosqlite.connect(path, isolation_level=None)
         await connection.execute("PRAGMA journal_mode=WAL")
         await connection.execute("PRAGMA synchronous=FULL")
         await connection.execute("PRAGMA busy_timeout=5000")
-        store = cls(connection)
+        store = cls(connection, path)
         await store._migrate(tuple(migrations))
         return store
 
     async def close(self) -> None:
-        await self._db.close()
+        async with self._serial:
+            await self._db.close()
 
     async def schema_version(self) -> int:
         return int(await self._value("PRAGMA user_version") or 0)
@@ -149,87 +226,217 @@ class Store:
             # One transaction per step: a crash mid-upgrade leaves the previous version whole.
             await self._db.executescript(f"BEGIN; {step}; PRAGMA user_version = {version}; COMMIT;")
 
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """One atomic unit of writes: all of them are committed, or none."""
+        async with self._serial:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self._db)
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
     # --- meta ---
 
     async def get_meta(self, key: str) -> str | None:
         return await self._value("SELECT value FROM meta WHERE key = ?", key)
 
     async def set_meta(self, key: str, value: str) -> None:
-        await self._db.execute(
+        await self._write(
             "INSERT INTO meta (key, value) VALUES (?, ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
+            key, value,
+        )  # fmt: skip
 
     async def check_writable(self) -> bool:
         """Write a heartbeat row: raises when the database cannot take a write."""
         await self.set_meta("heartbeat", str(time.time()))
         return True
 
-    # --- jobs ---
-
-    async def admit_job(self, job: Job, admission: Admission) -> bool:
-        """Insert the job, holding `job.credits`, if both limits allow it, atomically.
-
-        One INSERT ... SELECT ... WHERE statement checks the usage and reserves in the same
-        step, so concurrent admissions can never overshoot a limit.
-        """
-        values = _job_values(job)
-        placeholders = ", ".join(f":{column}" for column in _JOB_COLUMNS)
-        cursor = await self._db.execute(
-            f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) SELECT {placeholders}"
-            " WHERE (:member_limit IS NULL OR :credits + (SELECT COALESCE(SUM(credits), 0)"
-            "        FROM jobs WHERE guild_id = :guild_id AND member_id = :member_id"
-            "        AND credit_state != 'refunded' AND created_at >= :member_since)"
-            "        <= :member_limit)"
-            " AND (:guild_limit IS NULL OR :credits + (SELECT COALESCE(SUM(credits), 0)"
-            "        FROM jobs WHERE guild_id = :guild_id"
-            "        AND credit_state != 'refunded' AND created_at >= :guild_since)"
-            "        <= :guild_limit)",
-            {**values, **admission.__dict__},
-        )
-        return cursor.rowcount == 1
-
-    async def save_job(self, job: Job) -> None:
-        """Write the job's progress (everything but who, what and the credits it holds)."""
-        await self._db.execute(f"UPDATE jobs SET {_PROGRESS} WHERE id = :id", _progress(job))
-
-    async def finish_job(self, job: Job) -> None:
-        """Record the job's end and settle its credits: kept when delivered, else given back.
-
-        One statement, so the end and the credits can never disagree after a crash.
-        """
-        settled = "spent" if job.state is JobState.DELIVERED else "refunded"
-        await self._db.execute(
-            f"UPDATE jobs SET {_PROGRESS}, credit_state = CASE credit_state"
-            " WHEN 'reserved' THEN :settled ELSE credit_state END WHERE id = :id",
-            {**_progress(job), "settled": settled},
-        )
-
-    async def discard_job(self, job_id: str) -> None:
-        """Forget a job that was never queued; its reservation goes with it."""
-        await self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+    # --- jobs (read; states change only in transactions) ---
 
     async def job(self, job_id: str) -> Job | None:
         rows = await self._jobs("WHERE id = ?", job_id)
         return rows[0] if rows else None
 
-    async def unfinished_jobs(self) -> list[Job]:
-        """Jobs a restart must pick up again, in the order they were made."""
-        marks = ", ".join("?" for _ in UNFINISHED)
-        return await self._jobs(f"WHERE state IN ({marks}) ORDER BY seq", *UNFINISHED)
+    async def unfinished_jobs(self, guild_id: int | None = None) -> list[Job]:
+        """Jobs that are not over, in the order they were made."""
+        where = f"WHERE state IN ({_marks(UNFINISHED)})"
+        arguments: list[Any] = [*UNFINISHED]
+        if guild_id is not None:
+            where += " AND guild_id = ?"
+            arguments.append(guild_id)
+        return await self._jobs(where + " ORDER BY seq", *arguments)
 
-    async def credit_states(self) -> dict[str, tuple[int, str]]:
-        async with self._db.execute("SELECT id, credits, credit_state FROM jobs") as cursor:
-            return {row[0]: (row[1], row[2]) for row in await cursor.fetchall()}
+    async def jobs_in_progress(self, guild_id: int, member_id: int) -> list[Job]:
+        return await self._jobs(
+            f"WHERE guild_id = ? AND member_id = ? AND state IN ({_marks(IN_PROGRESS)})"
+            " ORDER BY seq",
+            guild_id, member_id, *IN_PROGRESS,
+        )  # fmt: skip
+
+    async def room(self, guild_id: int, member_id: int) -> tuple[int, int]:
+        """(the member's jobs in progress here, jobs waiting in this server's queue)."""
+        async with self._serial:
+            return await _room(self._db, guild_id, member_id)
+
+    async def set_status_message(self, job_id: str, message_id: int | None) -> None:
+        """Where the job's status message is: bookkeeping of messages, not the job's state."""
+        await self._write("UPDATE jobs SET status_message_id = ? WHERE id = ?", message_id, job_id)
+
+    async def forget_token(self, job_id: str) -> None:
+        """Discord refused the interaction token for good: stop keeping it."""
+        await self._write(
+            "UPDATE jobs SET interaction_token = NULL, token_expires_at = NULL WHERE id = ?",
+            job_id,
+        )
+
+    async def forget_tokens_of_ended_jobs(self, job_id: str | None = None) -> int:
+        """Interaction tokens are kept only while a job may still need to reach its member:
+        an ended job that owes no more messages loses its own (of one job, or all)."""
+        only = " AND id = ?" if job_id is not None else ""
+        return await self._write(
+            "UPDATE jobs SET interaction_token = NULL WHERE interaction_token IS NOT NULL"
+            f" AND state IN ({_marks(ENDED)}) AND NOT EXISTS (SELECT 1 FROM outbox"
+            f" WHERE outbox.job_id = jobs.id AND done_at IS NULL){only}",
+            *ENDED, *([job_id] if job_id is not None else []),
+        )  # fmt: skip
+
+    async def prune(self, finished_before: float, ledger_before: float) -> int:
+        """Forget ended jobs (and their settled messages) finished before `finished_before`.
+
+        Ledger rows stay until `ledger_before`, which the caller keeps earlier than the start
+        of any period still counted, so this period's totals never change.
+        """
+        async with self.transaction():
+            pruned = await self._execute_count(
+                f"DELETE FROM jobs WHERE finished_at < ? AND state IN ({_marks(ENDED)})"
+                " AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.job_id = jobs.id"
+                " AND done_at IS NULL)",
+                finished_before, *ENDED,
+            )  # fmt: skip
+            await self._db.execute(
+                "DELETE FROM outbox WHERE done_at < ? AND job_id NOT IN (SELECT id FROM jobs)",
+                (finished_before,),
+            )
+            await self._db.execute("DELETE FROM ledger WHERE reserved_at < ?", (ledger_before,))
+        return pruned
+
+    async def delete_job(self, job_id: str) -> None:
+        """Forget one job entirely (what pruning does to old ones)."""
+        async with self.transaction():
+            for table, column in (("jobs", "id"), ("outbox", "job_id"), ("ledger", "job_id")):
+                await self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (job_id,))
 
     async def _jobs(self, where: str, *arguments: Any) -> list[Job]:
-        query = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs {where}"
-        async with self._db.execute(query, arguments) as cursor:
-            return [
-                _job_from(dict(zip(_JOB_COLUMNS, row, strict=True)))
-                for row in await cursor.fetchall()
-            ]
+        async with self._serial:
+            return await _select_jobs(self._db, where, arguments)
+
+    # --- the outbox ---
+
+    async def due_messages(
+        self, now: float, *, busy: Iterable[str] = (), limit: int = 50
+    ) -> list[OwedMessage]:
+        """Messages due now, each the oldest one its job still owes (a job's go in order),
+        leaving out the jobs in `busy` (their earlier message is still on its way)."""
+        busy = tuple(busy)
+        async with self._serial, self._db.execute(
+            "SELECT seq, job_id, kind, due_at, attempts, started_at FROM outbox AS o"
+            " WHERE done_at IS NULL AND due_at <= ? AND seq = (SELECT MIN(seq) FROM outbox"
+            f" WHERE job_id = o.job_id AND done_at IS NULL) AND job_id NOT IN ({_marks(busy)})"
+            " ORDER BY due_at, seq LIMIT ?",
+            (now, *busy, limit),
+        ) as cursor:
+            return [_owed(row) for row in await cursor.fetchall()]
+
+    async def next_due_at(self, *, busy: Iterable[str] = ()) -> float | None:
+        busy = tuple(busy)
+        value = await self._value(
+            "SELECT MIN(due_at) FROM outbox WHERE done_at IS NULL"
+            f" AND job_id NOT IN ({_marks(busy)})",
+            *busy,
+        )
+        return float(value) if value is not None else None
+
+    async def pending_messages(self, job_id: str) -> list[OwedMessage]:
+        async with self._serial, self._db.execute(
+            "SELECT seq, job_id, kind, due_at, attempts, started_at FROM outbox"
+            " WHERE job_id = ? AND done_at IS NULL ORDER BY seq",
+            (job_id,),
+        ) as cursor:
+            return [_owed(row) for row in await cursor.fetchall()]
+
+    async def start_message(self, seq: int, at: float) -> None:
+        """Committed before a message is rendered and sent. A video with this set may be out
+        already; a status with this set takes no more changes (they get a row of their own)."""
+        await self._write("UPDATE outbox SET started_at = ? WHERE seq = ?", at, seq)
+
+    async def retry_message(self, seq: int, due_at: float, *, restart: bool = False) -> None:
+        """Try again at `due_at`; `restart` forgets that sending began (a status, re-rendered)."""
+        started = ", started_at = NULL" if restart else ""
+        await self._write(
+            f"UPDATE outbox SET attempts = attempts + 1, due_at = ?{started} WHERE seq = ?",
+            due_at, seq,
+        )  # fmt: skip
+
+    async def settle_message(self, seq: int, outcome: str, at: float) -> None:
+        await self._write(
+            "UPDATE outbox SET done_at = ?, outcome = ? WHERE seq = ? AND done_at IS NULL",
+            at, outcome, seq,
+        )  # fmt: skip
+
+    async def message_outcomes(self, job_id: str) -> list[tuple[str, str | None]]:
+        """(kind, outcome) of every message the job was owed, oldest first."""
+        async with self._serial, self._db.execute(
+            "SELECT kind, outcome FROM outbox WHERE job_id = ? ORDER BY seq", (job_id,)
+        ) as cursor:
+            return [(row[0], row[1]) for row in await cursor.fetchall()]
+
+    # --- the ledger ---
+
+    async def usage(self, guild_id: int, since: float, member_id: int | None = None) -> int:
+        async with self._serial:
+            return await _usage(self._db, guild_id, since, member_id)
+
+    async def top_spenders(
+        self, guild_id: int, since: float, count: int = 5
+    ) -> list[tuple[int, int]]:
+        async with self._serial, self._db.execute(
+            f"SELECT member_id, {_USED} AS used FROM ledger WHERE guild_id = ?"
+            " AND reserved_at >= ? GROUP BY member_id HAVING used > 0"
+            " ORDER BY used DESC, member_id LIMIT ?",
+            (guild_id, since, count),
+        ) as cursor:
+            return [(row[0], row[1]) for row in await cursor.fetchall()]
+
+    async def ledger_entries(self, job_id: str) -> list[tuple[str, int]]:
+        """(entry, credits) of one job, oldest first."""
+        async with self._serial, self._db.execute(
+            "SELECT entry, credits FROM ledger WHERE job_id = ? ORDER BY seq", (job_id,)
+        ) as cursor:
+            return [(row[0], row[1]) for row in await cursor.fetchall()]
+
+    async def credit_states(self) -> dict[str, tuple[int, str]]:
+        """Job id -> (credits, 'reserved' | 'captured' | 'released'): where each job stands."""
+        async with self._serial, self._db.execute(
+            "SELECT job_id, MAX(credits), MAX(CASE entry WHEN 'capture' THEN 2"
+            " WHEN 'release' THEN 1 ELSE 0 END) FROM ledger GROUP BY job_id"
+        ) as cursor:
+            names = ("reserved", "released", "captured")
+            return {row[0]: (row[1], names[row[2]]) for row in await cursor.fetchall()}
+
+    async def ledger_totals(self, guild_id: int | None = None) -> LedgerTotals:
+        scope, arguments = ("WHERE guild_id = ?", (guild_id,)) if guild_id is not None else ("", ())
+        async with self._serial, self._db.execute(
+            "SELECT entry, COALESCE(SUM(credits), 0) FROM ledger " + scope + " GROUP BY entry",
+            arguments,
+        ) as cursor:
+            sums = {row[0]: int(row[1]) for row in await cursor.fetchall()}
+        reserved, captured = sums.get("reserve", 0), sums.get("capture", 0)
+        released = sums.get("release", 0)
+        return LedgerTotals(reserved, captured, released, reserved - captured - released)
 
     # --- what operators look at ---
 
@@ -249,7 +456,8 @@ class Store:
             arguments,
         )
         spent = await self._value(
-            f"SELECT COALESCE(SUM(credits), 0) FROM jobs WHERE {scope} AND credit_state = 'spent'",
+            "SELECT COALESCE(SUM(credits), 0) FROM ledger WHERE entry = 'capture' AND at >= ?"
+            + (" AND guild_id = ?" if guild_id is not None else ""),
             *arguments,
         )
         durations = await self._rows(
@@ -257,21 +465,27 @@ class Store:
             " AND state = 'delivered' GROUP BY model",
             arguments,
         )
+        unknown = await self._value(
+            f"SELECT COUNT(*) FROM jobs WHERE {scope} AND failure = 'SubmitOutcomeUnknown'",
+            *arguments,
+        )
         return JobStats(
             by_model_and_state={(m, s): n for m, s, n in by_state},
             failure_reasons=[(reason or "unknown", n) for reason, n in failures],
             credits_spent=int(spent or 0),
             average_seconds={model: seconds for model, seconds in durations},
+            outcome_unknown=int(unknown or 0),
         )
 
-    async def _rows(self, query: str, arguments: list[Any]) -> list[tuple[Any, ...]]:
-        async with self._db.execute(query, arguments) as cursor:
-            return [tuple(row) for row in await cursor.fetchall()]
+    async def explain(self, query: str, *arguments: Any) -> list[str]:
+        """SQLite's plan for a query (how the tests see that sums are served by an index)."""
+        rows = await self._rows(f"EXPLAIN QUERY PLAN {query}", list(arguments))
+        return [str(row[-1]) for row in rows]
 
     # --- quotas ---
 
     async def guild_quota(self, guild_id: int) -> GuildQuota:
-        async with self._db.execute(
+        async with self._serial, self._db.execute(
             "SELECT period, member_limit, guild_limit FROM guild_quota WHERE guild_id = ?",
             (guild_id,),
         ) as cursor:
@@ -282,17 +496,17 @@ class Store:
         """Change some of a guild's quota settings; the others stay as they are."""
         columns = [name for name in ("period", "member_limit", "guild_limit") if name in changes]
         # Only the named columns are written, so two admins' changes never undo each other.
-        await self._db.execute(
+        await self._write(
             f"INSERT INTO guild_quota (guild_id, {', '.join(columns)})"
-            f" VALUES (:guild_id, {', '.join(':' + c for c in columns)})"
+            f" VALUES (?, {', '.join('?' for _ in columns)})"
             f" ON CONFLICT (guild_id) DO UPDATE SET"
             f" {', '.join(f'{c} = excluded.{c}' for c in columns)}",
-            {"guild_id": guild_id, **{c: changes[c] for c in columns}},
-        )
+            guild_id, *(changes[c] for c in columns),
+        )  # fmt: skip
 
     async def member_override(self, guild_id: int, member_id: int) -> tuple[bool, int | None]:
         """(whether the member has an override, its limit: None means no limit)."""
-        async with self._db.execute(
+        async with self._serial, self._db.execute(
             "SELECT credit_limit FROM member_quota WHERE guild_id = ? AND member_id = ?",
             (guild_id, member_id),
         ) as cursor:
@@ -300,24 +514,25 @@ class Store:
         return (True, row[0]) if row else (False, None)
 
     async def set_member_override(self, guild_id: int, member_id: int, limit: int | None) -> None:
-        await self._db.execute(
+        await self._write(
             "INSERT INTO member_quota (guild_id, member_id, credit_limit) VALUES (?, ?, ?)"
             " ON CONFLICT (guild_id, member_id) DO UPDATE SET credit_limit = excluded.credit_limit",
-            (guild_id, member_id, limit),
-        )
+            guild_id, member_id, limit,
+        )  # fmt: skip
 
-    async def model_cost(self, guild_id: int, slug: str) -> int:
-        value = await self._value(
-            "SELECT credits FROM model_cost WHERE guild_id = ? AND model = ?", guild_id, slug
+    async def model_costs(self, guild_id: int) -> dict[str, int]:
+        """The costs this guild has set; models not listed cost their catalogue default."""
+        rows = await self._rows(
+            "SELECT model, credits FROM model_cost WHERE guild_id = ?", [guild_id]
         )
-        return int(value) if value is not None else CATALOGUE[slug].default_cost
+        return {model: int(credits) for model, credits in rows}
 
     async def set_model_cost(self, guild_id: int, slug: str, credits: int) -> None:
-        await self._db.execute(
+        await self._write(
             "INSERT INTO model_cost (guild_id, model, credits) VALUES (?, ?, ?)"
             " ON CONFLICT (guild_id, model) DO UPDATE SET credits = excluded.credits",
-            (guild_id, slug, credits),
-        )
+            guild_id, slug, credits,
+        )  # fmt: skip
 
     async def reset_point(self, guild_id: int, member_id: int) -> float:
         """The latest reset that applies to this member (their own, or the whole guild's)."""
@@ -328,82 +543,167 @@ class Store:
         return float(value) if value is not None else 0.0
 
     async def reset_usage(self, guild_id: int, member_id: int, at: float) -> None:
-        await self._db.execute(
+        await self._write(
             "INSERT INTO quota_reset (guild_id, member_id, reset_at) VALUES (?, ?, ?)"
             " ON CONFLICT (guild_id, member_id) DO UPDATE SET reset_at = excluded.reset_at",
-            (guild_id, member_id, at),
-        )
+            guild_id, member_id, at,
+        )  # fmt: skip
 
-    async def usage(self, guild_id: int, since: float, member_id: int | None = None) -> int:
-        query = (
-            "SELECT COALESCE(SUM(credits), 0) FROM jobs WHERE guild_id = ?"
-            " AND credit_state != 'refunded' AND created_at >= ?"
-        )
-        arguments: list[Any] = [guild_id, since]
-        if member_id is not None:
-            query += " AND member_id = ?"
-            arguments.append(member_id)
-        return int(await self._value(query, *arguments) or 0)
+    # --- one statement, under the lock ---
 
-    async def top_spenders(
-        self, guild_id: int, since: float, count: int = 5
-    ) -> list[tuple[int, int]]:
-        async with self._db.execute(
-            "SELECT member_id, SUM(credits) AS used FROM jobs WHERE guild_id = ?"
-            " AND credit_state != 'refunded' AND created_at >= ? GROUP BY member_id"
-            " HAVING used > 0 ORDER BY used DESC, member_id LIMIT ?",
-            (guild_id, since, count),
-        ) as cursor:
-            return [(row[0], row[1]) for row in await cursor.fetchall()]
+    async def _write(self, query: str, *arguments: Any) -> int:
+        async with self._serial:
+            cursor = await self._db.execute(query, arguments)
+            return cursor.rowcount
+
+    async def _execute_count(self, query: str, *arguments: Any) -> int:
+        """Inside a transaction this store holds: no lock of its own."""
+        cursor = await self._db.execute(query, arguments)
+        return cursor.rowcount
+
+    async def _rows(self, query: str, arguments: list[Any]) -> list[tuple[Any, ...]]:
+        async with self._serial, self._db.execute(query, arguments) as cursor:
+            return [tuple(row) for row in await cursor.fetchall()]
 
     async def _value(self, query: str, *arguments: Any) -> Any:
-        async with self._db.execute(query, arguments) as cursor:
+        async with self._serial, self._db.execute(query, arguments) as cursor:
             row = await cursor.fetchone()
         return row[0] if row else None
 
 
-_PROGRESS = (
-    "state = :state, request_id = :request_id, video_url = :video_url,"
-    " delivering_at = :delivering_at,"
-    " status_message_id = :status_message_id, interaction_token = :interaction_token,"
-    " token_expires_at = :token_expires_at, submitted_at = :submitted_at,"
-    " finished_at = :finished_at, error = :error"
-)
+class Transaction:
+    """The writes of one transition; only `Store.transaction()` makes one."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def job(self, job_id: str) -> Job | None:
+        rows = await _select_jobs(self._db, "WHERE id = ?", (job_id,))
+        return rows[0] if rows else None
+
+    async def insert_job(self, job: Job) -> None:
+        values = _job_values(job)
+        await self._db.execute(
+            f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)})"
+            f" VALUES ({', '.join(':' + column for column in _JOB_COLUMNS)})",
+            values,
+        )
+
+    async def update_job(self, job_id: str, changes: dict[str, Any]) -> None:
+        if unknown := set(changes) - _UPDATABLE:
+            raise ValueError(f"not a changeable job column: {sorted(unknown)}")
+        assignments = ", ".join(f"{column} = :{column}" for column in changes)
+        await self._db.execute(
+            f"UPDATE jobs SET {assignments} WHERE id = :id", {**changes, "id": job_id}
+        )
+
+    async def check_room(self, job: Job, limits: Limits) -> None:
+        """Raise AdmissionRefused when the job would pass one of the limits."""
+        pending, waiting = await _room(self._db, job.guild_id, job.member_id)
+        if limits.member_pending_max is not None and pending >= limits.member_pending_max:
+            raise AdmissionRefused(Refusal.MEMBER_PENDING, pending)
+        if limits.guild_queue_max is not None and waiting >= limits.guild_queue_max:
+            raise AdmissionRefused(Refusal.GUILD_QUEUE, waiting)
+        if limits.member_credits is not None:
+            used = await _usage(self._db, job.guild_id, limits.member_since, job.member_id)
+            if used + job.credits > limits.member_credits:
+                raise AdmissionRefused(Refusal.MEMBER_CREDITS, used)
+        if limits.guild_credits is not None:
+            used = await _usage(self._db, job.guild_id, limits.guild_since)
+            if used + job.credits > limits.guild_credits:
+                raise AdmissionRefused(Refusal.GUILD_CREDITS, used)
+
+    async def enter(self, job: Job, entry: Credit, *, at: float) -> None:
+        """A ledger entry; a job can hold each kind of entry once (UNIQUE), never twice."""
+        await self._db.execute(
+            "INSERT INTO ledger (job_id, guild_id, member_id, entry, credits, reserved_at, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (job.id, job.guild_id, job.member_id, entry.value, job.credits, job.created_at, at),
+        )
+
+    async def owe(self, job_id: str, kind: Owed, *, at: float) -> None:
+        if kind is Owed.STATUS:
+            # A status message shows the state at the moment it is sent: one pending is enough.
+            async with self._db.execute(
+                "SELECT 1 FROM outbox WHERE job_id = ? AND kind = 'status' AND done_at IS NULL"
+                " AND started_at IS NULL",
+                (job_id,),
+            ) as cursor:
+                if await cursor.fetchone():
+                    return
+        await self._db.execute(
+            "INSERT INTO outbox (job_id, kind, created_at, due_at) VALUES (?, ?, ?, ?)",
+            (job_id, kind.value, at, at),
+        )
+
+    async def drop_owed(self, job_id: str, *, at: float) -> None:
+        await self._db.execute(
+            "UPDATE outbox SET done_at = ?, outcome = 'dropped' WHERE job_id = ?"
+            " AND done_at IS NULL",
+            (at, job_id),
+        )
+
+    async def settle(self, seq: int, outcome: str, *, at: float) -> None:
+        await self._db.execute(
+            "UPDATE outbox SET done_at = ?, outcome = ? WHERE seq = ? AND done_at IS NULL",
+            (at, outcome, seq),
+        )
 
 
-def _progress(job: Job) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "state": job.state.value,
-        "request_id": job.request_id,
-        "video_url": job.video_url,
-        "delivering_at": job.delivering_at,
-        "status_message_id": job.status_message_id,
-        "interaction_token": job.interaction_token,
-        "token_expires_at": job.token_expires_at,
-        "submitted_at": job.submitted_at,
-        "finished_at": job.finished_at,
-        "error": job.error,
-    }
+async def _room(db: aiosqlite.Connection, guild_id: int, member_id: int) -> tuple[int, int]:
+    async with db.execute(
+        "SELECT COUNT(*) FILTER (WHERE member_id = ?), COUNT(*) FILTER (WHERE state = 'queued')"
+        f" FROM jobs WHERE guild_id = ? AND state IN ({_marks(IN_PROGRESS)})",
+        (member_id, guild_id, *IN_PROGRESS),
+    ) as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def _usage(
+    db: aiosqlite.Connection, guild_id: int, since: float, member_id: int | None = None
+) -> int:
+    query = f"SELECT {_USED} FROM ledger WHERE guild_id = ? AND reserved_at >= ?"
+    arguments: list[Any] = [guild_id, since]
+    if member_id is not None:
+        query += " AND member_id = ?"
+        arguments.append(member_id)
+    async with db.execute(query, arguments) as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _select_jobs(
+    db: aiosqlite.Connection, where: str, arguments: Iterable[Any]
+) -> list[Job]:
+    query = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs {where}"
+    async with db.execute(query, tuple(arguments)) as cursor:
+        rows = await cursor.fetchall()
+    return [_job_from(dict(zip(_JOB_COLUMNS, row, strict=True))) for row in rows]
+
+
+def _marks(values: Iterable[object]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+def _owed(row: Any) -> OwedMessage:
+    return OwedMessage(row[0], row[1], Owed(row[2]), row[3], row[4], row[5])
+
+
+_JOB_FIELDS = frozenset(f.name for f in fields(Job))
 
 
 def _job_values(job: Job) -> dict[str, Any]:
-    return {
-        **_progress(job),
-        "guild_id": job.guild_id,
-        "channel_id": job.channel_id,
-        "member_id": job.member_id,
-        "model": job.model.slug,
-        "parameters": json.dumps(job.parameters),
-        "filesize_limit": job.filesize_limit,
-        "interaction_id": job.interaction_id,
-        "credits": job.credits,
-        "created_at": job.created_at,
-    }
+    values = {name: getattr(job, name) for name in _JOB_FIELDS if name in _JOB_COLUMNS}
+    values.update(
+        model=job.slug, parameters=json.dumps(job.parameters), state=job.state.value
+    )
+    return values
 
 
 def _job_from(row: dict[str, Any]) -> Job:
-    row["model"] = CATALOGUE[row["model"]]
+    row["slug"] = row.pop("model")
     row["parameters"] = json.loads(row["parameters"])
     row["state"] = JobState(row["state"])
     return Job(**row)

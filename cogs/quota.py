@@ -8,13 +8,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.formats import credits_text, fit
 from bot.models import CATALOGUE
-from bot.observability import fit
 from bot.quotas import Allowance, Period
 from bot.store import EVERYONE, Store
 
 if TYPE_CHECKING:
-    from bot.app import VideoBot
+    from adapter.app import VideoBot
 
 LIMIT_MAX = 1_000_000
 LIMIT = app_commands.Range[int, -1, LIMIT_MAX]
@@ -47,7 +47,9 @@ class QuotaCog(commands.Cog):
     async def set_default(self, interaction: discord.Interaction[VideoBot], limit: LIMIT) -> None:
         await interaction.response.defer(ephemeral=True)
         await self.store.update_guild_quota(_guild(interaction), member_limit=_limit(limit))
-        await _reply(interaction, f"Each member may now spend {_amount(_limit(limit))} per period.")
+        await _reply(
+            interaction, f"Each member may now spend {credits_text(_limit(limit))} per period."
+        )
 
     @quota.command(name="set-user", description="Set the credits one member may spend")
     @app_commands.describe(user="The member", limit=LIMIT_HELP)
@@ -58,7 +60,7 @@ class QuotaCog(commands.Cog):
         await interaction.response.defer(ephemeral=True)
         await self.store.set_member_override(_guild(interaction), user.id, _limit(limit))
         await _reply(
-            interaction, f"{user.mention} may now spend {_amount(_limit(limit))} per period."
+            interaction, f"{user.mention} may now spend {credits_text(_limit(limit))} per period."
         )
 
     @quota.command(name="set-guild", description="Set the credits the whole server may spend")
@@ -67,7 +69,9 @@ class QuotaCog(commands.Cog):
     async def set_guild(self, interaction: discord.Interaction[VideoBot], limit: LIMIT) -> None:
         await interaction.response.defer(ephemeral=True)
         await self.store.update_guild_quota(_guild(interaction), guild_limit=_limit(limit))
-        await _reply(interaction, f"The server may now spend {_amount(_limit(limit))} per period.")
+        await _reply(
+            interaction, f"The server may now spend {credits_text(_limit(limit))} per period."
+        )
 
     @quota.command(name="cost", description="Set how many credits one video of a model costs")
     @app_commands.describe(model="The model", credits="Credits per video")
@@ -85,7 +89,9 @@ class QuotaCog(commands.Cog):
             await _reply(interaction, "Choose one of the listed models and 0 to 1000 credits.")
             return
         await self.store.set_model_cost(_guild(interaction), model, credits)
-        await _reply(interaction, f"**/{CATALOGUE[model].command}** now costs {_amount(credits)}.")
+        await _reply(
+            interaction, f"**/{CATALOGUE[model].command}** now costs {credits_text(credits)}."
+        )
 
     @quota.command(name="period", description="Set how often credits reset (UTC)")
     @app_commands.describe(period="day, week (from Monday) or month")
@@ -112,13 +118,14 @@ class QuotaCog(commands.Cog):
         settings = await self.store.guild_quota(guild_id)
         lines = [
             f"**Credits this {standing.period}** (resets {_when(standing)})",
-            f"Each member: {_amount(settings.member_limit)}. Server budget:"
-            f" {_amount(standing.guild_limit)}, {standing.guild_used} used.",
-            "Costs: " + ", ".join([await self._cost_line(guild_id, slug) for slug in CATALOGUE]),
+            f"Each member: {credits_text(settings.member_limit)}. Server budget:"
+            f" {credits_text(standing.guild_limit)}, {standing.guild_used} used.",
+            "Costs: " + await self._cost_lines(guild_id),
         ]
         if user is not None:
             lines.append(
-                f"{user.mention}: {standing.member_used} used of {_amount(standing.member_limit)}."
+                f"{user.mention}: {standing.member_used} used of"
+                f" {credits_text(standing.member_limit)}."
             )
         spenders = await self.store.top_spenders(guild_id, standing.guild_since)
         if spenders:
@@ -151,20 +158,22 @@ class QuotaCog(commands.Cog):
             )
         else:
             mine = (
-                f"You have used {standing.member_used} of your {_amount(standing.member_limit)}"
+                f"You have used {standing.member_used} of your"
+                f" {credits_text(standing.member_limit)}"
                 f" this {standing.period}; {standing.member_left} left."
             )
         server = ""
         if standing.guild_limit is not None:
-            budget = _amount(standing.guild_limit)
+            budget = credits_text(standing.guild_limit)
             server = f"\nThe server has {standing.guild_left} of its {budget} left."
-        costs = ", ".join([await self._cost_line(guild_id, slug) for slug in CATALOGUE])
+        costs = await self._cost_lines(guild_id)
         await _reply(
             interaction, f"{mine} Credits reset {_when(standing)}.{server}\nCosts: {costs}"
         )
 
-    async def _cost_line(self, guild_id: int, slug: str) -> str:
-        return f"/{CATALOGUE[slug].command} {await self.store.model_cost(guild_id, slug)}"
+    async def _cost_lines(self, guild_id: int) -> str:
+        costs = await self.bot.jobs.quotas.costs(guild_id)
+        return ", ".join(f"/{CATALOGUE[slug].command} {cost}" for slug, cost in costs.items())
 
 
 def _guild(interaction: discord.Interaction) -> int:
@@ -175,12 +184,6 @@ def _guild(interaction: discord.Interaction) -> int:
 def _limit(value: int) -> int | None:
     # Range is not enforced by discord.py on what arrives: clamp rather than store nonsense.
     return None if value < 0 else min(value, LIMIT_MAX)
-
-
-def _amount(limit: int | None) -> str:
-    if limit is None:
-        return "no limit"
-    return "1 credit" if limit == 1 else f"{limit} credits"
 
 
 def _when(standing: Allowance) -> str:

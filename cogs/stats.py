@@ -10,11 +10,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.formats import fit
 from bot.models import CATALOGUE
-from bot.observability import fit, rss_mb
+from bot.observability import rss_mb
 
 if TYPE_CHECKING:
-    from bot.app import VideoBot
+    from adapter.app import VideoBot
 
 DAY = 24 * 3600
 
@@ -40,9 +41,14 @@ class StatsCog(commands.Cog):
             reasons = "; ".join(f"{n}× {_short(reason)}" for reason, n in stats.failure_reasons)
             lines.append(f"Failures: {reasons}")
         lines.append(f"Credits spent: {stats.credits_spent}")
+        if stats.outcome_unknown:
+            lines.append(
+                f"Submits with an unknown outcome (may have run and been billed unseen):"
+                f" {stats.outcome_unknown}"
+            )
         if stats.average_seconds:
             times = ", ".join(
-                f"/{CATALOGUE[slug].command} {seconds:.0f} s"
+                f"/{_command(slug)} {seconds:.0f} s"
                 for slug, seconds in sorted(stats.average_seconds.items())
             )
             lines.append(f"Average time to video: {times}")
@@ -80,10 +86,15 @@ def _jobs_line(counts: dict[tuple[str, str], int]) -> str:
     for (slug, state), number in counts.items():
         per_model[slug][state] += number
     return "; ".join(
-        f"/{CATALOGUE[slug].command} "
+        f"/{_command(slug)} "
         + ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
         for slug, states in sorted(per_model.items())
     )
+
+
+def _command(slug: str) -> str:
+    model = CATALOGUE.get(slug)
+    return model.command if model else slug
 
 
 def _short(text: str, limit: int = 80) -> str:

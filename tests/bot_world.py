@@ -10,11 +10,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from PIL import Image
 
-from bot.app import VideoBot
+from adapter.app import VideoBot
 from bot.config import Settings
+from bot.jobs.job import Job
 from bot.simulator import Simulator
+from cogs.video import SENDING
 from tests.conftest import API_KEY
 from tests.fakediscord import (
     FakeDiscord,
@@ -24,6 +27,8 @@ from tests.fakediscord import (
     FakeMessage,
     run_bot,
 )
+
+INTERIM_REPLY = SENDING.split("{")[0]
 
 
 def png_bytes(
@@ -72,23 +77,59 @@ class World:
         ]
 
     async def reply_to(self, interaction: FakeInteraction) -> str:
-        """The ephemeral answer the member sees once the bot has settled the deferred reply."""
-        await self.fake.wait_for(
-            lambda: interaction.original is not None and not interaction.original.loading,
-            message="the deferred reply was never settled",
-        )
+        """The ephemeral answer the member ends up with: the deferred reply once settled, and
+        past the interim "Sending job…" a video command shows while it admits the job."""
+
+        def final() -> bool:
+            original = interaction.original
+            return (
+                original is not None
+                and not original.loading
+                and not original.content.startswith(INTERIM_REPLY)
+            )
+
+        await self.fake.wait_for(final, message="the reply never reached its final words")
         assert interaction.original is not None
         return interaction.original.content
 
     async def status_message(self, interaction: FakeInteraction) -> FakeMessage:
-        # The deferred reply is settled first, so the first followup is a message of its own.
-        await self.fake.wait_for(lambda: interaction.followups, message="no status message")
-        return interaction.followups[0]
+        """The job's public status message (the deferred reply is settled first, so it is a
+        followup of its own): the first public followup that is not the video."""
+
+        def statuses() -> list[FakeMessage]:
+            return [m for m in interaction.followups if not m.ephemeral and not m.attachments]
+
+        await self.fake.wait_for(statuses, message="no status message")
+        return statuses()[0]
 
     async def notice(self, interaction: FakeInteraction) -> FakeMessage:
-        """The message the requester gets after the status message: the failure notice."""
-        await self.fake.wait_for(lambda: len(interaction.followups) >= 2, message="no notice")
-        return interaction.followups[1]
+        """The private message the requester gets about how the job ended (a failure, or a
+        video sent as a link). A job that fails fast may never have shown a status message."""
+
+        def private() -> list[FakeMessage]:
+            return [m for m in interaction.followups if m.ephemeral]
+
+        await self.fake.wait_for(private, message="no notice")
+        return private()[0]
+
+    async def unfinished(self) -> list[Job]:
+        return await self.bot.store.unfinished_jobs()
+
+    async def settled(self) -> bool:
+        """Nothing left to do: every job ended and every message it was owed went out."""
+        store = self.bot.store
+        return not await store.unfinished_jobs() and await store.next_due_at() is None
+
+    async def credit_states(self) -> list[str]:
+        """Where each job's credits stand: reserved, captured or released, oldest job first."""
+        return [state for _, state in (await self.bot.store.credit_states()).values()]
+
+    async def rewrite_jobs(self, change: str) -> None:
+        """Change the jobs table as an operator (or an older version) could have left it,
+        from a second connection, as another process would: `change` is an UPDATE's SET."""
+        async with aiosqlite.connect(self.bot.settings.database_path) as db:
+            await db.execute(f"UPDATE jobs {change}")
+            await db.commit()
 
     async def delivered(self, count: int = 1) -> list[FakeMessage]:
         await self.fake.wait_for(lambda: len(self.videos()) >= count, message="no video posted")
@@ -106,6 +147,7 @@ def test_settings(simulator: Simulator, database: Path, **overrides: Any) -> Set
         "segmind_retry_attempts": 3,
         "segmind_retry_base_delay": 0.01,
         "status_update_seconds": 0.05,
+        "message_retry_seconds": 0.05,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

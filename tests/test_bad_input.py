@@ -154,7 +154,7 @@ async def world(simulator: Simulator, tmp_path: Path) -> AsyncIterator[World]:
 async def assert_nothing_happened(world: World) -> None:
     assert world.simulator.log == []
     assert await world.bot.store.credit_states() == {}
-    assert world.bot.jobs.unfinished() == []
+    assert await world.unfinished() == []
 
 
 @pytest.mark.parametrize(
@@ -221,23 +221,39 @@ async def test_buttons_pressed_by_someone_else_are_refused(world: World) -> None
     reply = await world.reply_to(await world.fake.click(world.guild, world.bob, status, cancel_id))
 
     assert "Only the member who asked" in reply
-    assert world.bot.jobs.unfinished()  # still running
+    assert await world.unfinished()  # still running
 
 
 async def test_buttons_of_a_deleted_job_say_so(world: World) -> None:
-    interaction = await world.slash(world.alice, "grok-video", {"prompt": "gone"})
+    world.simulator.speed = 0.02  # slow enough to list the job while it runs
+    await world.reply_to(await world.slash(world.alice, "grok-video", {"prompt": "gone"}))
+    listing = await world.slash(world.alice, "jobs")
+    await world.reply_to(listing)
     [video] = await world.delivered()
-    await world.fake.wait_for(lambda: not world.bot.jobs.unfinished())
+    await world.fake.wait_for(world.settled)
     job_id = next(iter(await world.bot.store.credit_states()))
-    await world.bot.store.discard_job(job_id)
-    world.bot.jobs._jobs.pop(job_id, None)  # as if it had never been seen by this process
-    regenerate = f"job:regenerate:{job_id}"
-    status = interaction.followups[0]
-    status.deleted = False
+    await world.bot.store.delete_job(job_id)  # pruned, say
+    assert listing.original is not None
 
-    for message, custom_id in ((video, regenerate), (status, f"job:cancel:{job_id}")):
+    for message, custom_id in (
+        (video, f"job:regenerate:{job_id}"),
+        (listing.original, f"job:cancel:{job_id}"),
+    ):
         click = await world.fake.click(world.guild, world.alice, message, custom_id)
         assert "no longer known" in await world.reply_to(click)
+
+
+async def test_buttons_of_a_model_the_bot_no_longer_offers_say_so(world: World) -> None:
+    await world.slash(world.alice, "grok-video", {"prompt": "retired"})
+    [video] = await world.delivered()
+    await world.fake.wait_for(world.settled)
+    [regenerate_id] = [cid for cid in video.custom_ids if cid.startswith("job:regenerate:")]
+    await world.rewrite_jobs("SET model = 'grok-legacy'")  # a model since taken out
+
+    click = await world.fake.click(world.guild, world.alice, video, regenerate_id)
+
+    assert "no longer offers `grok-legacy`" in await world.reply_to(click)
+    assert len(world.simulator.requests("submit")) == 1
 
 
 # --- Malformed answers from the provider ---
@@ -263,6 +279,6 @@ async def test_a_malformed_provider_answer_is_explained_and_refunded(
 
     assert says in notice.content
     assert not LEAKS.search(notice.content)
-    await world.fake.wait_for(lambda: not world.bot.jobs.unfinished())
-    assert [state for _, state in (await world.bot.store.credit_states()).values()] == ["refunded"]
+    await world.fake.wait_for(world.settled)
+    assert await world.credit_states() == ["released"]
     assert world.videos() == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import shutil
 from collections.abc import AsyncIterator
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.jobs.job import JobState
 from bot.simulator import SAMPLE_VIDEO, Simulator
 from tests.bot_world import World, bot_world, png_bytes, restarted
 
@@ -221,7 +221,7 @@ async def test_a_bad_image_is_refused_before_anything_is_queued(
     assert says in reply and filename in reply
     assert interaction.original is not None and interaction.original.ephemeral
     assert world.simulator.log == []
-    assert world.bot.jobs.unfinished() == []
+    assert await world.unfinished() == []
 
 
 async def test_an_image_over_the_size_limit_is_refused_without_downloading_it(world: World) -> None:
@@ -306,8 +306,8 @@ async def test_each_provider_failure_reaches_the_requester_in_plain_words(
     assert says in notice.content
     assert notice.ephemeral
     assert world.videos() == []
-    assert world.bot.jobs.unfinished() == []
-    assert [state for _, state in (await world.bot.store.credit_states()).values()] == ["refunded"]
+    assert await world.unfinished() == []
+    assert await world.credit_states() == ["released"]
 
 
 async def test_a_bad_api_key_is_reported_as_misconfiguration_without_details(
@@ -344,10 +344,15 @@ async def test_cancel_of_a_queued_job_removes_it_before_segmind_hears_of_it(
         assert [job.slug for job in simulator.jobs.values()] == ["svd"]
 
 
-async def test_cancel_of_a_running_job_stops_polling_and_posts_nothing(
-    simulator: Simulator, tmp_path: Path
+@pytest.mark.parametrize(
+    ("provider_ends", "credits"), [("COMPLETED", "captured"), ("FAILED", "released")]
+)
+async def test_a_running_job_cancelled_is_watched_quietly_and_costs_what_the_provider_bills(
+    simulator: Simulator, tmp_path: Path, provider_ends: str, credits: str
 ) -> None:
-    simulator.speed = 0.05  # grok takes 3.5 s: it would be done well within the test
+    simulator.speed = 0.05  # grok takes 3.5 s
+    if provider_ends == "FAILED":
+        simulator.add_fault("failed", endpoint="submit")
     async with bot_world(simulator, tmp_path / "bot.db") as world:
         interaction = await world.slash(world.alice, "grok-video", {"prompt": "waves"})
         status = await world.status_message(interaction)
@@ -357,13 +362,17 @@ async def test_cancel_of_a_running_job_stops_polling_and_posts_nothing(
         click = await world.fake.click(world.guild, world.manager, status, cancel_id)
 
         reply = await world.reply_to(click)
-        assert "cannot be told to stop" in reply
-        polls = len(simulator.requests("status"))
+        assert "cannot be told to stop" in reply and "unless the provider reports" in reply
         await world.fake.wait_for(lambda: "Cancelled" in status.content)
-        await asyncio.sleep(4.0)  # past the moment the provider finished the video
-        assert len(simulator.requests("status")) == polls
+        assert status.custom_ids == []  # no Cancel button left to press
+        polls_at_cancel = len(simulator.requests("status"))
+        await world.fake.wait_for(world.settled, timeout=20)
+        job = await world.bot.store.job(cancel_id.rsplit(":", 1)[1])
+        assert job is not None and job.state is JobState.CANCELLED
+        assert len(simulator.requests("status")) > polls_at_cancel  # polled to its end
+        assert await world.credit_states() == [credits]
         assert world.videos() == []
-        assert [s for _, s in (await world.bot.store.credit_states()).values()] == ["refunded"]
+        assert [m for m in interaction.followups if m.ephemeral] == []  # told once, at Cancel
 
 
 async def test_only_the_owner_or_a_manager_may_cancel(world: World) -> None:
@@ -375,15 +384,18 @@ async def test_only_the_owner_or_a_manager_may_cancel(world: World) -> None:
     click = await world.fake.click(world.guild, world.bob, status, cancel_id)
 
     assert "Only the member who asked" in await world.reply_to(click)
-    assert world.bot.jobs.unfinished()
+    assert await world.unfinished()
 
 
 async def test_the_jobs_command_lists_own_jobs_with_cancel_buttons(world: World) -> None:
     world.simulator.speed = 1.0
-    await world.slash(world.alice, "grok-video", {"prompt": "first"})
-    await world.slash(world.alice, "cog-video", {"prompt": "second"})
-    await world.slash(world.bob, "grok-video", {"prompt": "not alice's"})
-    await world.fake.wait_for(lambda: len(world.bot.jobs.unfinished()) == 3)
+    for member, command, prompt in (
+        (world.alice, "grok-video", "first"),
+        (world.alice, "cog-video", "second"),
+        (world.bob, "grok-video", "not alice's"),
+    ):
+        queued = await world.slash(member, command, {"prompt": prompt})
+        assert "Queued as job" in await world.reply_to(queued)
 
     listing = await world.slash(world.alice, "jobs")
     text = await world.reply_to(listing)
@@ -485,10 +497,10 @@ async def test_when_the_token_has_expired_the_video_goes_to_the_channel(
 async def test_near_the_end_of_the_tokens_life_everything_goes_through_the_channel(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.delivery
+    import adapter.recipient
 
     # The bot stops using a token some margin before it dies; make every token "near its end".
-    monkeypatch.setattr(bot.delivery, "TOKEN_MARGIN", datetime.timedelta(minutes=15))
+    monkeypatch.setattr(adapter.recipient, "TOKEN_MARGIN", datetime.timedelta(minutes=15))
     interaction = await world.slash(world.alice, "grok-video", {"prompt": "waves"})
 
     [video] = await world.delivered()
@@ -556,14 +568,17 @@ async def test_regenerate_runs_the_same_parameters_with_a_new_seed(world: World)
 async def test_buttons_work_after_a_restart_and_say_when_a_job_is_finished_or_gone(
     world: World, tmp_path: Path
 ) -> None:
-    interaction = await world.slash(world.alice, "grok-video", {"prompt": "waves", "duration": 2})
+    world.simulator.speed = 0.02  # slow enough to list the job while it runs
+    queued = await world.slash(world.alice, "grok-video", {"prompt": "waves", "duration": 2})
+    await world.reply_to(queued)
+    listing = await world.slash(world.alice, "jobs")  # a private list that nobody updates
+    await world.reply_to(listing)
+    assert listing.original is not None
+    [cancel_id] = [cid for cid in listing.original.custom_ids if cid.startswith("job:cancel:")]
     [video] = await world.delivered()
-    status = interaction.followups[0]
-    [cancel_id] = [cid for cid in status.custom_ids if cid.startswith("job:cancel:")]
     [regenerate_id] = [cid for cid in video.custom_ids if cid.startswith("job:regenerate:")]
-    status.deleted = False  # a member may still click a button on a message that lingers
 
-    click = await world.fake.click(world.guild, world.alice, status, cancel_id)
+    click = await world.fake.click(world.guild, world.alice, listing.original, cancel_id)
     assert "already finished" in await world.reply_to(click)
 
     await world.bot.close()
@@ -574,6 +589,6 @@ async def test_buttons_work_after_a_restart_and_say_when_a_job_is_finished_or_go
         first, second = submitted_payloads(again.simulator)
         assert {**second, "seed": None} == {**first, "seed": None}
 
-        await again.bot.store.discard_job(regenerate_id.rsplit(":", 1)[1])
+        await again.bot.store.delete_job(regenerate_id.rsplit(":", 1)[1])
         click = await again.fake.click(again.guild, again.alice, video, regenerate_id)
         assert "no longer known" in await again.reply_to(click)

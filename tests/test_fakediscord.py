@@ -56,21 +56,30 @@ class AskModal(discord.ui.Modal, title="Ask"):
 
 
 class MiniBot(commands.Bot):
-    def __init__(self) -> None:
+    def __init__(self, *, guild_messages: bool = False) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
+        intents.guild_messages = guild_messages
         super().__init__(command_prefix=commands.when_mentioned, intents=intents)
         self.seen: list[discord.Interaction[Any]] = []
         self.attachment_bytes: list[bytes] = []
         self.errors: list[discord.HTTPException] = []
         self.release = asyncio.Event()
         self.shown: list[tuple[discord.Member | discord.User, int]] = []
+        self.raw_deletes: list[discord.RawMessageDeleteEvent] = []
+        self.removed_from: list[discord.Guild] = []
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(CounterButton)
         for command in (echo, inspect_file, counter, slow, late, ask, job):
             self.tree.add_command(command)
         await self.tree.sync()
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        self.raw_deletes.append(payload)
+
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        self.removed_from.append(guild)
 
 
 def mini(interaction: discord.Interaction[Any]) -> MiniBot:
@@ -385,3 +394,138 @@ async def test_runs_back_to_back_restore_globals() -> None:
                 await fake.wait_for(lambda inter=inter: inter.original)
         restored_base = discord.http.Route.BASE
         assert restored_base == original_base
+
+
+async def test_message_deleted_by_a_moderator_is_unknown_to_later_edits(
+    fake: FakeDiscord, world: World
+) -> None:
+    async with run_bot(MiniBot(guild_messages=True), fake) as client:
+        assert isinstance(client, MiniBot)
+        inter = await fake.slash(world.guild, world.alice, "echo", {"text": "to delete"})
+        original = await fake.wait_for(lambda: inter.followups and inter.original)
+        seen = client.seen[-1]
+        followup = await seen.followup.send("second", wait=True)
+        private = await seen.followup.send("secret", ephemeral=True, wait=True)
+        fake_followup, fake_private = fake.get_message(followup.id), fake.get_message(private.id)
+        assert fake_followup is not None and fake_private is not None and fake_private.ephemeral
+
+        for message in (original, fake_followup, fake_private):
+            await fake.delete_message(message)
+        await fake.wait_for(lambda: len(client.raw_deletes) == 2)
+        # Discord sends no event for an ephemeral message.
+        assert [(e.message_id, e.channel_id, e.guild_id) for e in client.raw_deletes] == [
+            (message_id, world.guild.channel.id, world.guild.id)
+            for message_id in (original.id, followup.id)
+        ]
+        assert fake.channel_messages(world.guild.channel) == []
+        with pytest.raises(ValueError, match="already deleted"):
+            await fake.delete_message(original)
+
+        with pytest.raises(discord.NotFound) as edit_original:
+            await seen.edit_original_response(content="edited")
+        assert edit_original.value.code == 10008
+        for webhook_message in (followup, private):
+            with pytest.raises(discord.NotFound) as edit_followup:
+                await webhook_message.edit(content="edited")
+            assert edit_followup.value.code == 10008
+        channel = client.get_channel(world.guild.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        for message_id in (original.id, followup.id):
+            with pytest.raises(discord.NotFound) as edit_in_channel:
+                await channel.get_partial_message(message_id).edit(content="edited")
+            assert edit_in_channel.value.code == 10008
+
+        webhook_edits = fake.requests_to("PATCH", "/webhooks/*/messages/*")
+        channel_edits = fake.requests_to("PATCH", "/channels/*/messages/*")
+        assert [r.status for r in webhook_edits] == [404] * 3
+        assert [r.status for r in channel_edits] == [404] * 2
+        assert all(m.edit_count == 0 for m in (original, fake_followup, fake_private))
+        assert len(client.raw_deletes) == 2
+    assert not fake.errors, fake.errors
+
+
+async def test_message_delete_needs_the_guild_messages_intent(
+    fake: FakeDiscord, world: World, bot: MiniBot
+) -> None:
+    inter = await fake.slash(world.guild, world.alice, "counter")
+    await fake.delete_message(await fake.wait_for(lambda: inter.original))
+    # An event sent after the delete arrives after it would have: nothing came.
+    await fake.slash(world.guild, world.alice, "counter")
+    await fake.wait_for(lambda: len(bot.seen) == 2)
+    assert bot.raw_deletes == []
+
+
+async def test_removed_bot_gets_guild_remove_then_missing_access(
+    fake: FakeDiscord, world: World, bot: MiniBot
+) -> None:
+    channel = bot.get_channel(world.guild.channel.id)
+    assert isinstance(channel, discord.TextChannel)
+    before = await channel.send("before")
+
+    await fake.remove_bot(world.guild)
+    (removed,) = await fake.wait_for(lambda: bot.removed_from)
+    assert removed.id == world.guild.id
+    assert bot.get_guild(world.guild.id) is None
+    assert fake.guilds == [] and fake.removed_guilds == [world.guild]
+
+    with pytest.raises(discord.Forbidden) as send:
+        await channel.send("after")
+    assert (send.value.status, send.value.code) == (403, 50001)
+    for call in (
+        lambda: before.edit(content="edited"),
+        before.delete,
+        lambda: bot.fetch_channel(channel.id),
+        lambda: bot.fetch_guild(world.guild.id),
+    ):
+        with pytest.raises(discord.Forbidden) as refused:
+            await call()
+        assert refused.value.code == 50001
+    with pytest.raises(discord.Forbidden):
+        [m async for m in channel.history(limit=5)]
+    assert fake.channel_messages(world.guild.channel)[0].content == "before"
+
+    with pytest.raises(ValueError, match="removed"):
+        await fake.slash(world.guild, world.alice, "counter")
+    assert bot.seen == []
+
+    # A new IDENTIFY no longer sees the guild.
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(fake.gateway_url) as ws,
+    ):
+        assert (await ws.receive_json())["op"] == 10
+        await ws.send_json({"op": 2, "d": {"token": fake.token, "intents": 1}})
+        ready = await ws.receive_json()
+        assert ready["t"] == "READY" and ready["d"]["guilds"] == []
+        await ws.send_json({"op": 1, "d": ready["s"]})
+        # The heartbeat ACK comes next: no GUILD_CREATE was sent in between.
+        assert (await ws.receive_json())["op"] == 11
+
+
+async def test_forgotten_webhook_is_unknown_and_expired_token_is_invalid(
+    fake: FakeDiscord, world: World, bot: MiniBot
+) -> None:
+    forgotten = await fake.slash(world.guild, world.alice, "counter")
+    await fake.wait_for(lambda: forgotten.original)
+    expired = await fake.slash(world.guild, world.alice, "counter")
+    await fake.wait_for(lambda: expired.original)
+    first, second = bot.seen
+
+    forgotten.forget_webhook()
+    with pytest.raises(discord.NotFound) as edit:
+        await first.edit_original_response(content="edited")
+    assert edit.value.code == 10015
+    with pytest.raises(discord.NotFound) as followup:
+        await first.followup.send("more")
+    assert followup.value.code == 10015
+
+    expired.expire_token()
+    with pytest.raises(discord.HTTPException) as invalid:
+        await second.edit_original_response(content="edited")
+    assert (invalid.value.status, invalid.value.code) == (401, 50027)
+    webhook_calls = [r for r in fake.requests if r.path.startswith("/webhooks/")]
+    assert [(r.method, r.status) for r in webhook_calls] == [
+        ("PATCH", 404),
+        ("POST", 404),
+        ("PATCH", 401),
+    ]

@@ -39,10 +39,10 @@ async def test_every_job_event_is_logged_with_its_fields_and_no_secret(
     async with bot_world(simulator, tmp_path / "bot.db") as world:
         interaction = await world.slash(world.alice, "grok-video", {"prompt": "waves"})
         await world.delivered()
-        await world.fake.wait_for(lambda: not world.bot.jobs.unfinished())
+        await world.fake.wait_for(world.settled)
     logged = capsys.readouterr().err
 
-    events = [line for line in logged.splitlines() if "event=" in line]
+    events = [line for line in logged.splitlines() if "event=" in line and " INFO " in line]
     names = [line.split("event=")[1].split()[0] for line in events]
     assert names == ["queued", "submitting", "submitted", "completed", "delivered"]
     request_id = next(iter(simulator.jobs))
@@ -111,7 +111,7 @@ async def test_botstats_shows_this_servers_queue_jobs_failures_and_credits(
         await world.slash(world.alice, "grok-video", {"prompt": "blocked"})
         await world.slash(world.bob, "grok-video", {"prompt": "fine"})
         await world.delivered()
-        await world.fake.wait_for(lambda: not world.bot.jobs.unfinished())
+        await world.fake.wait_for(world.settled)
 
         refused = await world.reply_to(await world.slash(world.alice, "botstats", strict=False))
         stats = await world.reply_to(await world.slash(world.manager, "botstats"))

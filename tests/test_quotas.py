@@ -1,4 +1,4 @@
-"""Quotas on a real SQLite file with a clock the test moves."""
+"""Quotas on a real SQLite file with a clock the test moves, admitted as the bot admits jobs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.jobs import Job, JobState
-from bot.models import CATALOGUE
+from bot.jobs.job import Job
+from bot.jobs.life import Event, Lifecycle
+from bot.jobs.service import JobService
+from bot.queue import QueueLimits
 from bot.quotas import Period, QuotaExceeded, Quotas, period_bounds
 from bot.store import EVERYONE, Store
 
@@ -31,18 +33,34 @@ def clock() -> Clock:
     return Clock(datetime(2026, 11, 25, 15, 30, tzinfo=UTC))  # a Wednesday
 
 
+class Admitting(Quotas):
+    """Quotas, plus admission as the bot does it (the queue itself never runs here)."""
+
+    service: JobService
+
+    async def admit(self, job: Job) -> Job:
+        return (await self.service.enqueue(job)).job
+
+
+async def never_run(job: Job) -> None:
+    raise AssertionError("no job runs in these tests")
+
+
 @pytest.fixture
-async def quotas(tmp_path: Path, clock: Clock) -> AsyncIterator[Quotas]:
+async def quotas(tmp_path: Path, clock: Clock) -> AsyncIterator[Admitting]:
     store = await Store.open(tmp_path / "bot.db")
-    yield Quotas(store, clock)
+    quotas = Admitting(store, clock)
+    roomy = QueueLimits(member_pending_max=1000, guild_length_max=1000)
+    quotas.service = JobService(Lifecycle(store), quotas, roomy, run=never_run)
+    yield quotas
     await store.close()
 
 
 def job(member: int = ALICE, guild: int = GUILD, slug: str = "grok-imagine-video") -> Job:
-    return Job(guild, 1, member, CATALOGUE[slug], {"prompt": "waves"})
+    return Job(guild, 1, member, slug, {"prompt": "waves"})
 
 
-async def admit_many(quotas: Quotas, count: int, **who: int) -> int:
+async def admit_many(quotas: Admitting, count: int, **who: int) -> int:
     admitted = 0
     for _ in range(count):
         try:
@@ -53,18 +71,18 @@ async def admit_many(quotas: Quotas, count: int, **who: int) -> int:
     return admitted
 
 
-async def test_without_limits_everything_is_admitted(quotas: Quotas) -> None:
+async def test_without_limits_everything_is_admitted(quotas: Admitting) -> None:
     assert await admit_many(quotas, 20) == 20
 
 
-async def test_the_member_default_applies_to_everyone(quotas: Quotas) -> None:
+async def test_the_member_default_applies_to_everyone(quotas: Admitting) -> None:
     await quotas.store.update_guild_quota(GUILD, member_limit=3)
 
     assert await admit_many(quotas, 5, member=ALICE) == 3
     assert await admit_many(quotas, 5, member=BOB) == 3
 
 
-async def test_an_override_beats_the_default_either_way(quotas: Quotas) -> None:
+async def test_an_override_beats_the_default_either_way(quotas: Admitting) -> None:
     await quotas.store.update_guild_quota(GUILD, member_limit=3)
     await quotas.store.set_member_override(GUILD, ALICE, 5)
     await quotas.store.set_member_override(GUILD, BOB, None)  # no limit at all
@@ -73,24 +91,24 @@ async def test_an_override_beats_the_default_either_way(quotas: Quotas) -> None:
     assert await admit_many(quotas, 8, member=BOB) == 8
 
 
-async def test_the_guild_budget_caps_everyone_together(quotas: Quotas) -> None:
+async def test_the_guild_budget_caps_everyone_together(quotas: Admitting) -> None:
     await quotas.store.update_guild_quota(GUILD, guild_limit=4)
 
     assert await admit_many(quotas, 3, member=ALICE) == 3
     assert await admit_many(quotas, 3, member=BOB) == 1
 
 
-async def test_costs_are_per_model_and_per_guild(quotas: Quotas) -> None:
+async def test_costs_are_per_model_and_per_guild(quotas: Admitting) -> None:
     await quotas.store.update_guild_quota(GUILD, member_limit=10)
     await quotas.store.set_model_cost(GUILD, "cog-video-5b-i2v", 4)
 
     assert await admit_many(quotas, 5, slug="cog-video-5b-i2v") == 2  # 8 of 10
     assert await admit_many(quotas, 5, slug="svd") == 2  # default cost 1: 10 of 10
-    assert await quotas.store.model_cost(OTHER_GUILD, "cog-video-5b-i2v") == 1
+    assert await quotas.cost(OTHER_GUILD, "cog-video-5b-i2v") == 1
 
 
 async def test_a_refusal_says_which_limit_what_is_left_and_when_it_resets(
-    quotas: Quotas, clock: Clock
+    quotas: Admitting, clock: Clock
 ) -> None:
     await quotas.store.update_guild_quota(GUILD, member_limit=3, guild_limit=100)
     await quotas.store.set_model_cost(GUILD, "cog-video-5b-t2v", 2)
@@ -106,7 +124,7 @@ async def test_a_refusal_says_which_limit_what_is_left_and_when_it_resets(
     )
 
 
-async def test_a_refusal_by_the_guild_budget_says_so(quotas: Quotas) -> None:
+async def test_a_refusal_by_the_guild_budget_says_so(quotas: Admitting) -> None:
     await quotas.store.update_guild_quota(GUILD, guild_limit=1)
     await admit_many(quotas, 1, member=BOB)
 
@@ -126,7 +144,7 @@ async def test_a_refusal_by_the_guild_budget_says_so(quotas: Quotas) -> None:
     ],
 )
 async def test_usage_rolls_over_with_the_period(
-    quotas: Quotas, clock: Clock, period: Period, later: timedelta, fresh: bool
+    quotas: Admitting, clock: Clock, period: Period, later: timedelta, fresh: bool
 ) -> None:
     await quotas.store.update_guild_quota(GUILD, member_limit=2, period=period.value)
     assert await admit_many(quotas, 2) == 2
@@ -149,18 +167,29 @@ def test_period_bounds_are_utc_calendar_periods() -> None:
     )
 
 
-async def test_refunded_credits_can_be_spent_again(quotas: Quotas) -> None:
+async def test_released_credits_can_be_spent_again(quotas: Admitting) -> None:
     await quotas.store.update_guild_quota(GUILD, member_limit=1)
-    first = job()
-    await quotas.admit(first)
-    first.state = JobState.FAILED
-    await quotas.store.finish_job(first)
+    first = await quotas.admit(job())
+    await quotas.service.life.apply(first.id, Event.CANCEL_REQUESTED)
 
     assert await admit_many(quotas, 2) == 1
 
 
+async def test_credits_captured_by_a_cancelled_run_stay_spent(quotas: Admitting) -> None:
+    await quotas.store.update_guild_quota(GUILD, member_limit=1)
+    first = await quotas.admit(job())
+    life = quotas.service.life
+    await life.apply(first.id, Event.SUBMIT_STARTING)
+    await life.apply(first.id, Event.SUBMITTED, request_id="r-1")
+    await life.apply(first.id, Event.CANCEL_REQUESTED)
+    await life.apply(first.id, Event.COMPLETED, video_url="https://files.example.test/v.mp4")
+
+    assert await admit_many(quotas, 1) == 0
+    assert (await quotas.allowance(GUILD, ALICE)).member_used == 1
+
+
 async def test_a_reset_starts_usage_from_zero_for_one_member_or_everyone(
-    quotas: Quotas, clock: Clock
+    quotas: Admitting, clock: Clock
 ) -> None:
     await quotas.store.update_guild_quota(GUILD, member_limit=1)
     await admit_many(quotas, 1, member=ALICE)
@@ -178,7 +207,7 @@ async def test_a_reset_starts_usage_from_zero_for_one_member_or_everyone(
 
 
 async def test_a_hundred_concurrent_admissions_against_a_limit_of_ten_admit_ten(
-    quotas: Quotas,
+    quotas: Admitting,
 ) -> None:
     await quotas.store.update_guild_quota(GUILD, member_limit=10)
 
@@ -186,12 +215,12 @@ async def test_a_hundred_concurrent_admissions_against_a_limit_of_ten_admit_ten(
         *(quotas.admit(job()) for _ in range(100)), return_exceptions=True
     )
 
-    assert sum(1 for result in results if result is None) == 10
-    assert all(isinstance(r, QuotaExceeded) for r in results if r is not None)
+    assert sum(1 for result in results if isinstance(result, Job)) == 10
+    assert all(isinstance(r, QuotaExceeded) for r in results if not isinstance(r, Job))
     assert (await quotas.allowance(GUILD, ALICE)).member_used == 10
 
 
-async def test_guilds_are_isolated(quotas: Quotas) -> None:
+async def test_guilds_are_isolated(quotas: Admitting) -> None:
     await quotas.store.update_guild_quota(GUILD, member_limit=1, guild_limit=1, period="month")
     await quotas.store.set_member_override(GUILD, ALICE, 0)
     await quotas.store.reset_usage(GUILD, EVERYONE, 0)

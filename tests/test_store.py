@@ -1,16 +1,22 @@
-"""The SQLite store: migrations upgrade in place, jobs survive a reopen."""
+"""The SQLite store: migrations upgrade in place, the ledger's sums, pruning, privacy."""
 
 from __future__ import annotations
 
+import json
+import stat
+import time
 from pathlib import Path
 
 import aiosqlite
+import pytest
 
-from bot.jobs import Job, JobState
-from bot.models import CATALOGUE
-from bot.store import MIGRATIONS, Admission, Store
+from bot.jobs.housekeeping import DAY, Housekeeper
+from bot.jobs.job import Job, JobState
+from bot.jobs.life import Event, Lifecycle, Limits
+from bot.store import MIGRATIONS, Store
 
-NO_LIMITS = Admission(member_limit=None, member_since=0, guild_limit=None, guild_since=0)
+# The version before the job life: credits were a column of the job.
+BEFORE_THE_LEDGER = 3
 
 
 def a_job(**changes: object) -> Job:
@@ -18,12 +24,28 @@ def a_job(**changes: object) -> Job:
         "guild_id": 1,
         "channel_id": 2,
         "member_id": 3,
-        "model": CATALOGUE["grok-imagine-video"],
+        "slug": "grok-imagine-video",
         "parameters": {"prompt": "waves", "duration": 6},
         "credits": 1,
         **changes,
     }
     return Job(**values)
+
+
+async def old_job(db: aiosqlite.Connection, job_id: str, state: str, credit_state: str) -> None:
+    await db.execute(
+        "INSERT INTO jobs (id, guild_id, channel_id, member_id, model, parameters, state,"
+        " request_id, credits, credit_state, created_at, delivering_at, video_url)"
+        " VALUES (?, 1, 2, 3, 'grok-imagine-video', ?, ?, 'r-1', 2, ?, ?, ?, ?)",
+        (job_id, json.dumps({"prompt": "waves"}), state, credit_state, time.time(),
+         time.time() if state == "completed" else None, "https://files.example.test/v.mp4"),
+    )  # fmt: skip
+
+
+async def settle_messages(store: Store, job_id: str) -> None:
+    """What the sender does once it has sent a job's messages."""
+    for message in await store.pending_messages(job_id):
+        await store.settle_message(message.seq, "sent", time.time())
 
 
 async def test_a_first_version_database_upgrades_in_place_with_its_data(tmp_path: Path) -> None:
@@ -36,35 +58,48 @@ async def test_a_first_version_database_upgrades_in_place_with_its_data(tmp_path
 
     assert await store.schema_version() == len(MIGRATIONS)
     assert await store.get_meta("command_tree_hash") == "abc123"
-    job = a_job()
-    assert await store.admit_job(job, NO_LIMITS)
+    job = (await Lifecycle(store).admit(a_job(), Limits())).job
     assert (await store.job(job.id)) is not None
     await store.close()
 
 
-async def test_every_intermediate_version_upgrades_with_its_jobs(tmp_path: Path) -> None:
-    path = tmp_path / "v2.db"
-    old = await Store.open(path, MIGRATIONS[:2])
-    job = a_job(state=JobState.SUBMITTED, request_id="r-1", credits=2)
-    assert await old.admit_job(job, NO_LIMITS)
+async def test_jobs_of_the_version_before_the_ledger_keep_their_credits_and_messages(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v3.db"
+    old = await Store.open(path, MIGRATIONS[:BEFORE_THE_LEDGER])
     await old.close()
+    async with aiosqlite.connect(path) as db:
+        await old_job(db, "aa01", "submitted", "reserved")
+        await old_job(db, "aa02", "delivered", "spent")
+        await old_job(db, "aa03", "failed", "refunded")
+        await old_job(db, "aa04", "completed", "reserved")  # finished, being posted
+        await db.commit()
 
     store = await Store.open(path)
-    [kept] = await store.unfinished_jobs()
 
-    assert (kept.id, kept.state, kept.request_id, kept.credits) == (
-        job.id,
-        JobState.SUBMITTED,
-        "r-1",
-        2,
-    )
-    assert kept.parameters == {"prompt": "waves", "duration": 6}
-    assert await store.guild_quota(1) is not None  # the newest tables exist
+    [running, posting] = await store.unfinished_jobs()
+    assert (running.id, running.state, running.request_id) == ("aa01", JobState.SUBMITTED, "r-1")
+    assert posting.state is JobState.COMPLETED
+    [video] = await store.pending_messages("aa04")
+    assert video.started_at is not None  # it may have been posted already: look first
+    assert await store.credit_states() == {
+        "aa01": (2, "reserved"), "aa02": (2, "captured"),
+        "aa03": (2, "released"), "aa04": (2, "reserved"),
+    }  # fmt: skip
+    totals = await store.ledger_totals()
+    assert (totals.reserved, totals.captured, totals.released, totals.held) == (8, 2, 2, 4)
     await store.close()
 
 
-async def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
+async def test_the_database_is_in_wal_mode_and_readable_by_its_owner_only(
+    tmp_path: Path,
+) -> None:
     store = await Store.open(tmp_path / "bot.db")
+    await Lifecycle(store).admit(a_job(), Limits())  # the WAL and shared memory exist now
+    for name in ("bot.db", "bot.db-wal", "bot.db-shm"):
+        mode = stat.S_IMODE((tmp_path / name).stat().st_mode)
+        assert mode == 0o600, f"{name} is {oct(mode)}"
     await store.close()
     async with (
         aiosqlite.connect(tmp_path / "bot.db") as db,
@@ -73,21 +108,69 @@ async def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
         assert (await cur.fetchone())[0] == "wal"
 
 
-async def test_progress_and_the_end_are_kept_and_credits_settle_once(tmp_path: Path) -> None:
+async def test_period_sums_are_served_by_an_index(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "bot.db")
-    job = a_job()
-    await store.admit_job(job, NO_LIMITS)
-    job.state, job.request_id, job.status_message_id = JobState.SUBMITTED, "r-9", 55
-    await store.save_job(job)
-    job.state = JobState.FAILED
-    await store.finish_job(job)
-    job.state = JobState.DELIVERED  # a second, contradictory ending must not re-settle
-    await store.finish_job(job)
+    member = await store.explain(
+        "SELECT SUM(credits) FROM ledger WHERE guild_id = ? AND reserved_at >= ?"
+        " AND member_id = ?", 1, 0, 3,
+    )  # fmt: skip
+    guild = await store.explain(
+        "SELECT SUM(credits) FROM ledger WHERE guild_id = ? AND reserved_at >= ?", 1, 0
+    )
+    assert any("USING INDEX ledger_by_member" in step for step in member), member
+    assert any("USING INDEX ledger_by_guild" in step for step in guild), guild
     await store.close()
 
-    reopened = await Store.open(tmp_path / "bot.db")
-    stored = await reopened.job(job.id)
-    assert stored is not None and (stored.request_id, stored.status_message_id) == ("r-9", 55)
-    assert (await reopened.credit_states())[job.id] == (1, "refunded")
-    assert await reopened.unfinished_jobs() == []
-    await reopened.close()
+
+@pytest.mark.parametrize(("retention_days", "pruned_ids"), [(90, {"old"}), (1, {"old", "new"})])
+async def test_pruning_forgets_old_jobs_but_not_this_periods_spending(
+    tmp_path: Path, retention_days: int, pruned_ids: set[str]
+) -> None:
+    store = await Store.open(tmp_path / "bot.db")
+    now = time.time()
+    jobs = {}
+    for name, days_ago in (("old", 200), ("new", 2)):
+        then = now - days_ago * DAY
+        life = Lifecycle(store, clock=lambda then=then: then)  # type: ignore[misc]
+        jobs[name] = (await life.admit(a_job(created_at=then), Limits())).job
+        await life.apply(jobs[name].id, Event.CANCEL_REQUESTED)
+        await settle_messages(store, jobs[name].id)
+    keeper = Housekeeper(store, retention_days=retention_days, downloads=tmp_path / "dl")
+    usage_this_month = await store.usage(1, now - 10 * DAY)
+
+    assert await keeper.tidy() == len(pruned_ids)
+
+    for name, job in jobs.items():
+        assert (await store.job(job.id) is None) == (name in pruned_ids), name
+    assert await store.usage(1, now - 10 * DAY) == usage_this_month
+    assert await store.ledger_entries(jobs["new"].id) != []  # young enough to count in a period
+    assert await store.ledger_entries(jobs["old"].id) == []
+    await store.close()
+
+
+async def test_an_ended_job_that_owes_nothing_more_forgets_its_interaction_token(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "bot.db")
+    life = Lifecycle(store)
+    job = (await life.admit(a_job(interaction_token="tok-" + "x" * 40), Limits())).job
+    await life.apply(job.id, Event.CANCEL_REQUESTED)
+
+    await store.forget_tokens_of_ended_jobs()
+    assert (await store.job(job.id)).interaction_token is not None  # type: ignore[union-attr]
+    await settle_messages(store, job.id)  # its status message was still owed
+    await store.forget_tokens_of_ended_jobs()
+    assert (await store.job(job.id)).interaction_token is None  # type: ignore[union-attr]
+    await store.close()
+
+
+async def test_leftover_temporary_videos_are_swept_at_start_up(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "bot.db")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / "segmind-abc.mp4").write_bytes(b"half a video")
+    keeper = Housekeeper(store, retention_days=90, downloads=downloads)
+
+    assert keeper.sweep_downloads() == 1
+    assert list(downloads.iterdir()) == []
+    await store.close()

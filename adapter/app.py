@@ -1,24 +1,36 @@
-"""The Discord bot: opens the shared resources, loads the cogs, syncs commands when they change."""
+"""The Discord bot: opens the shared resources, loads the cogs, syncs commands when they change.
+
+`setup_hook` builds everything once, in order: the HTTP session and the store, the Segmind
+client, the job life and its runner, the service, the outbox sender; then the cogs, then the
+recovery of the last run's jobs.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import sys
+from pathlib import Path
 
 import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from adapter.sender import RetryPolicy as MessageRetry
+from adapter.sender import Sender
 from bot.config import Settings
-from bot.jobs import JobRunner
+from bot.jobs.housekeeping import Housekeeper
+from bot.jobs.job import Job
+from bot.jobs.life import Lifecycle
+from bot.jobs.service import JobService
+from bot.jobs.worker import JobRunner
 from bot.observability import Heartbeat, LoopLagMonitor, health_file, rss_mb
 from bot.queue import QueueLimits
 from bot.quotas import Quotas
 from bot.ratelimit import RequestBudget
 from bot.segmind import RetryPolicy, SegmindClient
-from bot.service import JobService
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -31,7 +43,10 @@ class VideoBot(commands.Bot):
     session: aiohttp.ClientSession
     segmind: SegmindClient
     store: Store
+    life: Lifecycle
     jobs: JobService
+    sender: Sender
+    housekeeper: Housekeeper
 
     def __init__(self, settings: Settings, **options: object) -> None:
         # Slash commands need no privileged intent; the guild cache is enough.
@@ -67,15 +82,12 @@ class VideoBot(commands.Bot):
                 base_delay=settings.segmind_retry_base_delay,
             ),
         )
+        self.life = Lifecycle(self.store)
         runner = JobRunner(
-            self.segmind,
-            journal=self.store,
-            poll_interval_max=settings.segmind_poll_interval_max,
-            download_max_bytes=settings.segmind_download_max_bytes,
+            self.segmind, self.life, poll_interval_max=settings.segmind_poll_interval_max
         )
         self.jobs = JobService(
-            runner,
-            self.store,
+            self.life,
             Quotas(self.store),
             QueueLimits(
                 guild_concurrency=settings.queue_guild_concurrency,
@@ -83,13 +95,29 @@ class VideoBot(commands.Bot):
                 member_pending_max=settings.queue_member_pending_max,
                 guild_length_max=settings.queue_guild_length_max,
             ),
+            run=runner.run,
+        )
+        self.housekeeper = Housekeeper(
+            self.store,
+            retention_days=settings.job_retention_days,
+            downloads=settings.database_path.parent / "downloads",
+        )
+        self.housekeeper.sweep_downloads()
+        self.sender = Sender(
+            self,
+            self.life,
+            fetch_video=self._fetch_video,
+            place=self.jobs.place,
+            status_interval=settings.status_update_seconds,
+            retry=MessageRetry(base=settings.message_retry_seconds),
         )
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self.sync_commands_if_changed()
-        # The cogs are loaded, so every recovered job has someone to report to.
         await self.jobs.recover()
         self.jobs.start()
+        self.sender.start()
+        self.housekeeper.start()
         self.loop_lag.start()
         self.heartbeat = Heartbeat(
             health_file(settings.database_path),
@@ -102,6 +130,14 @@ class VideoBot(commands.Bot):
             interval=settings.health_interval_seconds,
         )
         self.heartbeat.start()
+
+    async def _fetch_video(self, job: Job) -> Path:
+        assert job.video_url is not None
+        return await self.segmind.download(
+            job.video_url,
+            max_bytes=self.settings.segmind_download_max_bytes,
+            directory=self.housekeeper.downloads,
+        )
 
     async def _connected(self) -> bool:
         return self._gateway_up and not self.is_closed()
@@ -166,6 +202,10 @@ class VideoBot(commands.Bot):
         self.loop_lag.stop()
         if hasattr(self, "jobs"):
             await self.jobs.close()
+        if hasattr(self, "sender"):
+            await self.sender.stop()
+        if hasattr(self, "housekeeper"):
+            await self.housekeeper.stop()
         await super().close()
         if hasattr(self, "session"):
             await self.session.close()
@@ -182,3 +222,14 @@ def _missing_options(interaction: discord.Interaction) -> list[str]:
     return [
         p.display_name for p in command.parameters if p.required and p.display_name not in given
     ]
+
+
+def run(settings: Settings) -> int:
+    """Run the bot until it is stopped; the exit status of `python -m bot`."""
+    bot = VideoBot(settings)
+    try:
+        bot.run(settings.discord_token.get_secret_value(), log_handler=None)
+    except discord.LoginFailure:
+        print("Configuration error: DISCORD_TOKEN was refused by Discord", file=sys.stderr)
+        return 1
+    return 0

@@ -1,8 +1,7 @@
-"""The one place that turns what went wrong into words for the member who asked."""
+"""Failure wording: the one place that turns what went wrong into words for the member."""
 
 from __future__ import annotations
 
-from bot.delivery import DeliveryRefused
 from bot.segmind import (
     BadRequest,
     ContentBlocked,
@@ -19,6 +18,19 @@ from bot.segmind import (
     VideoDownloadFailed,
     VideoTooLarge,
 )
+
+
+class DeliveryRefused(Exception):
+    """The video cannot be posted, and trying again will not change that (say, no permission)."""
+
+
+class RestartedMidSubmit(Exception):
+    """The bot stopped while a submit was on the wire: nobody knows whether Segmind took it."""
+
+
+class ModelRetired(Exception):
+    """The job's model was taken out of the catalogue before the job could finish."""
+
 
 MISCONFIGURED = (
     "The bot is misconfigured and could not reach the video service. "
@@ -40,6 +52,14 @@ def describe_failure(error: BaseException, *, video_url: str | None = None) -> s
         return MISCONFIGURED
     if isinstance(error, RateLimited):
         return "The provider is rate limiting the bot and kept refusing after several retries."
+    if isinstance(error, RestartedMidSubmit):
+        return (
+            "The bot restarted while this job was being sent to the provider, so it may or may"
+            " not have run. It was not sent again, to avoid paying twice, and your credits were"
+            " given back."
+        )
+    if isinstance(error, ModelRetired):
+        return "This bot no longer offers that model, so the job was stopped. Nothing was spent."
     if isinstance(error, SubmitOutcomeUnknown):
         return (
             "The connection to the provider broke while the job was being sent, so it may or may"

@@ -1,8 +1,10 @@
-"""Getting words and videos to the member who asked.
+"""Getting words and videos to the member who asked, by Discord's rules.
 
-An interaction's token lives 15 minutes and video jobs can outlast it, so every message goes
-through the interaction while its token lives and through the channel, with the bot's own token
-and a mention of the requester, after that or when Discord refuses the token.
+An interaction's token lives 15 minutes and video jobs can outlast it. A message goes through
+the interaction while its token lives, and through the channel, with the bot's own token, once
+it is dead. Dead means past its expiry (less a margin for a slow upload), or refused as a token:
+401 with code 50027 (Invalid Webhook Token) or 404 with code 10015 (Unknown Webhook). Any other
+404 is about the message, not the token: code 10008, Unknown Message, means someone deleted it.
 """
 
 from __future__ import annotations
@@ -13,25 +15,42 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import discord
 
+from bot.failures import DeliveryRefused
+from bot.formats import megabytes
+
 log = logging.getLogger(__name__)
 
 # Leave room for a slow upload to finish before the token dies.
 TOKEN_MARGIN = datetime.timedelta(seconds=60)
-# Discord's answers when an interaction token is no longer good.
-_DEAD_TOKEN_STATUSES = frozenset({401, 404})
+_DEAD_TOKEN = frozenset({(401, 50027), (404, 10015)})
+_UNKNOWN_MESSAGE = 10008
 _PAYLOAD_TOO_LARGE = 413
 _FILE_TOO_LARGE_CODE = 40005
 # A re-encode of a few minutes of video takes seconds; anything longer is stuck.
 SHRINK_TIMEOUT = 300.0
 
 
-class DeliveryRefused(Exception):
-    """The video cannot be posted, and trying again will not change that (say, no permission)."""
+class MessageGone(Exception):
+    """The message was deleted (by a moderator, say): it cannot be edited any more."""
+
+
+def token_refused(error: discord.HTTPException) -> bool:
+    return (error.status, error.code) in _DEAD_TOKEN
+
+
+def message_gone(error: discord.HTTPException) -> bool:
+    return error.status == 404 and error.code == _UNKNOWN_MESSAGE
+
+
+def permanent(error: discord.HTTPException) -> bool:
+    """A refusal that trying again will not change (no permission, a bad request...)."""
+    return 400 <= error.status < 500 and error.status != 429
 
 
 @dataclass
@@ -41,6 +60,8 @@ class Recipient:
     webhook: discord.Webhook | None = None
     token_expires_at: datetime.datetime | None = None
     filesize_limit: int = discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+    # Told once when Discord refuses the token, so the job stops keeping it.
+    on_token_refused: Callable[[], Awaitable[None]] | None = None
 
     def token_alive(self) -> bool:
         if self.webhook is None or self.token_expires_at is None:
@@ -53,75 +74,89 @@ class Recipient:
         *,
         file: Path | None = None,
         view: discord.ui.View | None = None,
-        ephemeral: bool = False,
-        mention: bool = False,
+        private: bool = False,
+        ping: bool = False,
     ) -> discord.Message:
-        """Send a message; `mention` pings the requester and nobody else, whatever the text says."""
+        """Send a message. `private` ones are ephemeral while the interaction lives; in the
+        channel they become public, so they name and ping the member they are for. `ping`
+        pings the member and nobody else, whatever the text says."""
         if self.token_alive():
             assert self.webhook is not None
             try:
                 return await self.webhook.send(
-                    _with_mention(content, self.member_id) if mention else content,
-                    ephemeral=ephemeral,
-                    allowed_mentions=self._mentions(mention),
+                    _with_mention(content, self.member_id) if ping else content,
+                    ephemeral=private,
+                    allowed_mentions=self._mentions(ping),
                     wait=True,
                     **_extras(file, view),
                 )
             except discord.HTTPException as error:
-                if error.status not in _DEAD_TOKEN_STATUSES:
+                if not token_refused(error):
                     raise
-                self._token_died(error)
-        # Without the interaction nothing can be ephemeral: say whom it is for.
+                await self._token_died(error)
+        pinged = ping or private
         return await self.channel.send(
-            _with_mention(content, self.member_id),
-            allowed_mentions=self._mentions(True),
+            _with_mention(content, self.member_id) if pinged else content,
+            allowed_mentions=self._mentions(pinged),
             **_extras(file, view),
         )
 
     async def edit(
         self, message_id: int, content: str, *, view: discord.ui.View | None = None
     ) -> None:
-        if self.token_alive():
-            assert self.webhook is not None
-            try:
-                await self.webhook.edit_message(
-                    message_id,
-                    content=content,
-                    view=view,
-                    allowed_mentions=discord.AllowedMentions.none(),
-                )
-                return
-            except discord.HTTPException as error:
-                if error.status not in _DEAD_TOKEN_STATUSES:
-                    raise
-                self._token_died(error)
-        await self._partial(message_id).edit(
-            content=content, view=view, allowed_mentions=discord.AllowedMentions.none()
-        )
-
-    async def delete(self, message_id: int) -> None:
+        """Edit a message of ours; raises MessageGone when it was deleted."""
+        quiet = discord.AllowedMentions.none()
         try:
             if self.token_alive():
                 assert self.webhook is not None
-                await self.webhook.delete_message(message_id)
-            else:
-                await self._partial(message_id).delete()
+                try:
+                    await self.webhook.edit_message(
+                        message_id, content=content, view=view, allowed_mentions=quiet
+                    )
+                    return
+                except discord.HTTPException as error:
+                    if not token_refused(error):
+                        raise
+                    await self._token_died(error)
+            await self._partial(message_id).edit(content=content, view=view, allowed_mentions=quiet)
         except discord.HTTPException as error:
-            log.info("could not delete message %s: %s", message_id, error)
+            if message_gone(error):
+                raise MessageGone(message_id) from None
+            raise
+
+    async def delete(self, message_id: int) -> None:
+        """Delete a message of ours; one that is gone already is fine."""
+        try:
+            if self.token_alive():
+                assert self.webhook is not None
+                try:
+                    await self.webhook.delete_message(message_id)
+                    return
+                except discord.HTTPException as error:
+                    if not token_refused(error):
+                        raise
+                    await self._token_died(error)
+            await self._partial(message_id).delete()
+        except discord.HTTPException as error:
+            if not message_gone(error):
+                raise
 
     def _partial(self, message_id: int) -> discord.PartialMessage:
         return self.channel.get_partial_message(message_id)  # type: ignore[attr-defined]
 
-    def _mentions(self, mention: bool) -> discord.AllowedMentions:
-        if not mention:
+    def _mentions(self, ping: bool) -> discord.AllowedMentions:
+        if not ping:
             return discord.AllowedMentions.none()
         return discord.AllowedMentions(
             everyone=False, roles=False, users=[discord.Object(self.member_id)], replied_user=False
         )
 
-    def _token_died(self, error: discord.HTTPException) -> None:
-        log.info("interaction token refused (HTTP %s); using the channel", error.status)
+    async def _token_died(self, error: discord.HTTPException) -> None:
+        log.info("interaction token refused (HTTP %s, code %s); using the channel",
+                 error.status, error.code)  # fmt: skip
         self.token_expires_at = None
+        if self.on_token_refused is not None:
+            await self.on_token_refused()
 
 
 def _extras(file: Path | None, view: discord.ui.View | None) -> dict[str, object]:
@@ -146,26 +181,44 @@ async def send_video(
     video_url: str,
     view: discord.ui.View | None = None,
 ) -> discord.Message:
-    """Post the video as an .mp4 attachment, or its link (and a smaller copy) when too large."""
+    """Post the video as an .mp4 attachment, or its link (and a smaller copy) when too large.
+
+    Raises DeliveryRefused when Discord refuses for good (no permission to post, say).
+    """
+    try:
+        return await _send_video(recipient, video, content, video_url, view)
+    except discord.HTTPException as error:
+        if permanent(error):
+            raise DeliveryRefused(f"Discord said {error.text or error.status}") from error
+        raise
+
+
+async def _send_video(
+    recipient: Recipient,
+    video: Path,
+    content: str,
+    video_url: str,
+    view: discord.ui.View | None,
+) -> discord.Message:
     limit = recipient.filesize_limit
     size = video.stat().st_size
     if size <= limit:
         try:
-            return await recipient.send(content, file=video, view=view, mention=True)
+            return await recipient.send(content, file=video, view=view, ping=True)
         except discord.HTTPException as error:
             if not _too_large(error):
                 raise
             limit = min(limit, size - 1)
     note = (
-        f"\nThe video is {_megabytes(size)}, over this server's {_megabytes(limit)} upload"
+        f"\nThe video is {megabytes(size)}, over this server's {megabytes(limit)} upload"
         f" limit. Full video: {video_url}"
     )
     smaller = await shrink_video(video, limit)
     if smaller is None:
-        return await recipient.send(content + note, view=view, mention=True)
+        return await recipient.send(content + note, view=view, ping=True)
     try:
         note += "\nAttached is a smaller copy."
-        return await recipient.send(content + note, file=smaller, view=view, mention=True)
+        return await recipient.send(content + note, file=smaller, view=view, ping=True)
     finally:
         smaller.unlink(missing_ok=True)
 
@@ -232,7 +285,3 @@ async def _run(*command: str) -> str | None:
         log.warning("%s failed: %s", command[0], stderr.decode(errors="replace")[-300:])
         return None
     return stdout.decode().strip()
-
-
-def _megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"

@@ -1,0 +1,224 @@
+"""The jobs of this bot: admitted against quotas and queue room, queued fairly, recovered.
+
+Everything here asks the job's life (`bot.jobs.life`) to move a job and keeps no state of its
+own beyond the queue's order of turns.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.failures import ModelRetired, RestartedMidSubmit, describe_failure
+from bot.jobs.job import Job, JobState
+from bot.jobs.life import (
+    AdmissionRefused,
+    Credit,
+    Event,
+    Lifecycle,
+    Limits,
+    Refusal,
+    TransitionRefused,
+)
+from bot.queue import JobQueue, QueueLimits
+from bot.quotas import Quotas
+from bot.refusals import QueueFull
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class CancelOutcome(enum.Enum):
+    LEFT_QUEUE = "left the queue"  # never sent: nothing spent
+    PROVIDER_HAS_IT = "the provider has it"  # Segmind may run it: it decides what it costs
+    TOO_LATE = "too late"  # the video is made and being posted
+    ALREADY_CANCELLED = "already cancelled"
+    ALREADY_FINISHED = "already finished"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Admitted:
+    job: Job
+    place: int
+
+
+class JobService:
+    def __init__(
+        self,
+        life: Lifecycle,
+        quotas: Quotas,
+        limits: QueueLimits,
+        run: Callable[[Job], Awaitable[None]],
+    ) -> None:
+        """`run` carries a job through its time at Segmind (`JobRunner.run`)."""
+        self.life = life
+        self.store: Store = life.store
+        self.quotas = quotas
+        self.limits = limits
+        self.queue: JobQueue[Job] = JobQueue(run, limits)
+
+    def start(self) -> None:
+        self.queue.start()
+
+    async def close(self) -> None:
+        await self.queue.close()
+
+    # --- admission ---
+
+    async def check_room(self, guild_id: int, member_id: int, slug: str) -> int:
+        """What can be judged before any download: room in the queue, credits. Returns the cost.
+
+        Raises QueueFull or QuotaExceeded; `enqueue` checks both again, atomically.
+        """
+        cost = await self.quotas.cost(guild_id, slug)
+        pending, waiting = await self.store.room(guild_id, member_id)
+        if pending >= self.limits.member_pending_max:
+            raise _queue_full(Refusal.MEMBER_PENDING, pending, self.limits)
+        if waiting >= self.limits.guild_length_max:
+            raise _queue_full(Refusal.GUILD_QUEUE, waiting, self.limits)
+        standing = await self.quotas.allowance(guild_id, member_id)
+        left = standing.left_for_member()
+        if left is not None and left < cost:
+            probe = Job(guild_id, 0, member_id, slug, {}, credits=cost)
+            reason = (
+                Refusal.MEMBER_CREDITS
+                if standing.member_left is not None and standing.member_left < cost
+                else Refusal.GUILD_CREDITS
+            )
+            raise await self.quotas.refusal(probe, reason)
+        return cost
+
+    async def enqueue(self, job: Job) -> Admitted:
+        """Reserve the job's credits, store it and queue it; returns it with its place in line.
+
+        Raises QueueFull or QuotaExceeded, having reserved and stored nothing.
+        """
+        job.credits = await self.quotas.cost(job.guild_id, job.slug)
+        job.created_at = self.quotas.clock().timestamp()
+        credit = await self.quotas.limits(job.guild_id, job.member_id)
+        limits = Limits(
+            member_pending_max=self.limits.member_pending_max,
+            guild_queue_max=self.limits.guild_length_max,
+            member_credits=credit.member_credits,
+            member_since=credit.member_since,
+            guild_credits=credit.guild_credits,
+            guild_since=credit.guild_since,
+        )
+        try:
+            applied = await self.life.admit(job, limits)
+        except AdmissionRefused as refused:
+            if refused.reason in (Refusal.MEMBER_CREDITS, Refusal.GUILD_CREDITS):
+                raise await self.quotas.refusal(job, refused.reason) from None
+            raise _queue_full(refused.reason, refused.count, self.limits) from None
+        place = self.queue.add(applied.job)
+        return Admitted(applied.job, place)
+
+    # --- what members do ---
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        try:
+            applied = await self.life.apply(job_id, Event.CANCEL_REQUESTED)
+        except TransitionRefused as refused:
+            return _refused_cancel(refused.state)
+        if applied.transition.credit is Credit.RELEASE:
+            self.queue.remove_waiting(applied.job)
+            return CancelOutcome.LEFT_QUEUE
+        return CancelOutcome.PROVIDER_HAS_IT
+
+    async def find(self, job_id: str) -> Job | None:
+        return await self.store.job(job_id)
+
+    async def in_progress(self, guild_id: int, member_id: int) -> list[Job]:
+        return await self.store.jobs_in_progress(guild_id, member_id)
+
+    def place(self, job: Job) -> tuple[int, int] | None:
+        """(place in line, jobs waiting) while the job waits in this process's queue."""
+        position = self.queue.position(job)
+        if position is None:
+            return None
+        return position, len(self.queue.waiting(job.guild_id))
+
+    # --- what happens to servers and models ---
+
+    async def server_left(self, guild_id: int) -> int:
+        """The bot was removed: waiting jobs are released unsent, running ones end quietly."""
+        ended = 0
+        for job in await self.store.unfinished_jobs(guild_id):
+            try:
+                applied = await self.life.apply(job.id, Event.SERVER_LEFT)
+            except TransitionRefused:
+                continue  # moved on meanwhile
+            self.queue.remove_waiting(applied.job)
+            ended += 1
+        log.info("left guild %s: %d unfinished job(s) let go", guild_id, ended)
+        return ended
+
+    async def recover(self) -> list[Job]:
+        """Pick up every unfinished job of the last run, in the order they were made."""
+        recovered = []
+        for job in await self.store.unfinished_jobs():
+            recovered.append(job)
+            try:
+                await self._resume(job)
+            except TransitionRefused:
+                log.warning("job %s could not be resumed from %s", job.id, job.state)
+        if recovered:
+            log.info("recovered %d unfinished job(s)", len(recovered))
+        return recovered
+
+    async def _resume(self, job: Job) -> None:
+        event = recovery_event(job)
+        if event is not None:
+            error = ModelRetired() if event is Event.MODEL_RETIRED else RestartedMidSubmit()
+            await self.life.apply(
+                job.id, event, error=describe_failure(error), failure=_failure_name(event, error)
+            )
+        elif job.state is JobState.QUEUED:
+            self.queue.add(job)
+        elif job.state in (JobState.SUBMITTED, JobState.CANCELLED_RUNNING):
+            self.queue.adopt(job)  # already running at the provider
+        # A COMPLETED job's video is in the outbox, which the sender drains.
+
+
+def recovery_event(job: Job) -> Event | None:
+    """What a restart must record about an unfinished job before anything runs it, if anything.
+
+    A job whose model left the catalogue is retired (its video, if made, is still posted); a
+    job caught mid-submit, with no request id recorded, may or may not be running at Segmind,
+    which nobody can find out: it is never sent again.
+    """
+    if job.model is None and job.state is not JobState.COMPLETED:
+        return Event.MODEL_RETIRED
+    if job.state in (JobState.SUBMITTING, JobState.CANCELLED_SENDING):
+        return Event.SUBMIT_OUTCOME_UNKNOWN
+    return None
+
+
+def _failure_name(event: Event, error: Exception) -> str:
+    # Counted with the submits whose answer was lost, for the operator's /botstats.
+    return "SubmitOutcomeUnknown" if event is Event.SUBMIT_OUTCOME_UNKNOWN else type(error).__name__
+
+
+def _refused_cancel(state: JobState | None) -> CancelOutcome:
+    if state is None:
+        return CancelOutcome.UNKNOWN
+    if state is JobState.COMPLETED:
+        return CancelOutcome.TOO_LATE
+    if state in (JobState.CANCELLED_SENDING, JobState.CANCELLED_RUNNING, JobState.CANCELLED):
+        return CancelOutcome.ALREADY_CANCELLED
+    return CancelOutcome.ALREADY_FINISHED
+
+
+def _queue_full(reason: Refusal, count: int, limits: QueueLimits) -> QueueFull:
+    if reason is Refusal.MEMBER_PENDING:
+        return QueueFull(
+            f"You already have {count} jobs waiting or running here, the most allowed"
+            f" ({limits.member_pending_max}). Try again when one has finished."
+        )
+    return QueueFull(
+        f"This server's queue is full ({limits.guild_length_max} jobs waiting)."
+        " Try again in a few minutes."
+    )

@@ -1,0 +1,134 @@
+"""What runs a job: submit it to Segmind, then poll it to its end.
+
+The runner only reports what happened, as events of the job's life; every state, credit and
+message follows from the table in `bot.jobs.life`. It knows nothing of Discord: the messages it
+causes are rows of the outbox, sent by whoever drains it. A cancel does not stop the runner:
+the table turns a cancelled job's later events into a quiet end, because Segmind bills a run
+it finished and only its answer says whether it did.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot.failures import describe_failure
+from bot.jobs.job import Job, JobState
+from bot.jobs.life import Event, Lifecycle, TransitionRefused
+from bot.models import InvalidParameters
+from bot.polling import PollSchedule
+from bot.segmind import (
+    ContentBlocked,
+    JobFailed,
+    JobStatus,
+    JobTimedOut,
+    RequestExpired,
+    SegmindClient,
+    SegmindError,
+    SubmitOutcomeUnknown,
+)
+
+log = logging.getLogger(__name__)
+
+_PROVIDER_EVENTS = {"QUEUED": Event.PROVIDER_QUEUED, "PROCESSING": Event.PROVIDER_PROCESSING}
+_WATCHED = (JobState.SUBMITTED, JobState.CANCELLED_RUNNING)
+# Without a catalogue entry (a retired model still being watched) a minute is a fair guess.
+_UNKNOWN_TYPICAL_SECONDS = 60.0
+
+
+@dataclass
+class JobRunner:
+    segmind: SegmindClient
+    life: Lifecycle
+    poll_interval_max: float = 10.0
+
+    async def run(self, job: Job) -> None:
+        """Carry a job from wherever it stands to the end of its time at Segmind.
+
+        A job picked up after a restart resumes at its recorded state: a queued one is
+        submitted, a submitted (or quietly cancelled) one polled again by its request id.
+        """
+        try:
+            if job.state is JobState.QUEUED:
+                job = await self._submit(job)
+            if job.state in _WATCHED and job.request_id is not None:
+                await self._watch(job)
+        except TransitionRefused as moved_on:
+            # Cancelled while it waited, or the bot left the server: the table said no more.
+            log.info("job %s stopped: %s", job.id, moved_on)
+        except Exception as error:
+            # A bug or a full disk: the member still hears of it, and the credits settle.
+            log.exception("job %s broke", job.id)
+            await self._report_broken(job, error)
+
+    async def _submit(self, job: Job) -> Job:
+        try:
+            payload = job.payload()
+        except InvalidParameters as error:
+            return await self._report(job, Event.SUBMIT_REFUSED, error)
+
+        async def starting() -> None:
+            nonlocal job
+            job = (await self.life.apply(job.id, Event.SUBMIT_STARTING)).job
+
+        async def deferred(error: SegmindError) -> None:
+            nonlocal job  # nothing was accepted: the job waits again, durably, before the pause
+            job = await self._report(job, Event.SUBMIT_DEFERRED, error)
+
+        assert job.model is not None
+        try:
+            request_id = await self.segmind.submit(
+                job.model.slug, payload, before_send=starting, after_refusal=deferred
+            )
+        except SubmitOutcomeUnknown as error:
+            return await self._report(job, Event.SUBMIT_OUTCOME_UNKNOWN, error)
+        except SegmindError as error:
+            return await self._report(job, Event.SUBMIT_REFUSED, error)
+        return (await self.life.apply(job.id, Event.SUBMITTED, request_id=request_id)).job
+
+    async def _watch(self, job: Job) -> None:
+        assert job.request_id is not None
+        typical = job.model.typical_seconds if job.model else _UNKNOWN_TYPICAL_SECONDS
+        schedule = PollSchedule(typical, max_interval=self.poll_interval_max)
+
+        async def note(status: JobStatus) -> None:
+            nonlocal job
+            event = _PROVIDER_EVENTS.get(status.state)
+            if event is not None and status.state != job.provider_state:
+                job = (await self.life.apply(job.id, event)).job
+
+        try:
+            result = await self.segmind.wait(
+                job.request_id, schedule, submitted_at=job.submitted_at, on_status=note
+            )
+        except ContentBlocked as error:
+            await self._report(job, Event.BLOCKED, error)
+        except JobFailed as error:
+            await self._report(job, Event.FAILED, error)
+        except (RequestExpired, JobTimedOut) as error:
+            await self._report(job, Event.EXPIRED, error)
+        except SegmindError as error:  # the key was revoked mid-run, a result without video...
+            await self._report(job, Event.FAILED, error)
+        else:
+            await self.life.apply(job.id, Event.COMPLETED, video_url=result.video_url)
+
+    async def _report(self, job: Job, event: Event, error: BaseException) -> Job:
+        applied = await self.life.apply(
+            job.id, event, error=describe_failure(error), failure=type(error).__name__
+        )
+        return applied.job
+
+    async def _report_broken(self, job: Job, error: Exception) -> None:
+        current = await self.life.store.job(job.id)
+        if current is None or current.ended:
+            return
+        # In the middle of a submit nobody knows what was sent; elsewhere it simply failed.
+        event = {
+            JobState.QUEUED: Event.SUBMIT_REFUSED,
+            JobState.SUBMITTING: Event.SUBMIT_OUTCOME_UNKNOWN,
+            JobState.CANCELLED_SENDING: Event.SUBMIT_OUTCOME_UNKNOWN,
+        }.get(current.state, Event.FAILED)
+        try:
+            await self._report(current, event, error)
+        except TransitionRefused:
+            log.warning("job %s broke in state %s and could not be ended", job.id, current.state)
