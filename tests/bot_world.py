@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -171,3 +172,29 @@ async def restarted(world: World, database: Path, **overrides: Any) -> AsyncIter
     bot = VideoBot(test_settings(world.simulator, database, **overrides))
     async with run_bot(bot, world.fake):
         yield replace(world, bot=bot)
+
+
+async def job_states(database: Path) -> dict[str, tuple[str, str, str, int]]:
+    """prompt -> (job id, state, where its credits stand, credits), read as a second SQLite
+    client would; the credits stand at the job's last ledger entry."""
+    async with (
+        aiosqlite.connect(database) as db,
+        db.execute(
+            "SELECT id, parameters, state, (SELECT entry FROM ledger WHERE job_id = jobs.id"
+            " ORDER BY seq DESC LIMIT 1), credits FROM jobs"
+        ) as cursor,
+    ):
+        rows = await cursor.fetchall()
+    return {
+        json.loads(row[1]).get("prompt", "svd"): (row[0], row[2], row[3], row[4]) for row in rows
+    }
+
+
+async def states_become(database: Path, fake: FakeDiscord, wanted: dict[str, str]) -> None:
+    async def reached() -> bool:
+        if not database.exists():
+            return False
+        states = await job_states(database)
+        return all(states.get(prompt, ("", ""))[1] == state for prompt, state in wanted.items())
+
+    await fake.wait_for(reached, timeout=30, message=f"job states {wanted}")

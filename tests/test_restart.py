@@ -7,7 +7,6 @@ the simulator live in the test, so they remember everything across the kill.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +16,7 @@ import aiosqlite
 
 from bot.simulator import Simulator
 from tests.bot_process import SCRIPT, environment
-from tests.bot_world import bot_world, png_bytes, restarted
+from tests.bot_world import bot_world, job_states, png_bytes, restarted, states_become
 from tests.conftest import API_KEY
 from tests.fakediscord import FakeDiscord, FakeGuild, FakeInteraction, FakeMessage
 
@@ -45,22 +44,6 @@ async def bot_process(
             await process.wait()
 
 
-async def job_states(database: Path) -> dict[str, tuple[str, str, str, int]]:
-    """prompt -> (job id, state, where its credits stand, credits), read as a second SQLite
-    client would; the credits stand at the job's last ledger entry."""
-    async with (
-        aiosqlite.connect(database) as db,
-        db.execute(
-            "SELECT id, parameters, state, (SELECT entry FROM ledger WHERE job_id = jobs.id"
-            " ORDER BY seq DESC LIMIT 1), credits FROM jobs"
-        ) as cursor,
-    ):
-        rows = await cursor.fetchall()
-    return {
-        json.loads(row[1]).get("prompt", "svd"): (row[0], row[2], row[3], row[4]) for row in rows
-    }
-
-
 def result_messages(fake: FakeDiscord, guild: FakeGuild, job_id: str) -> list[FakeMessage]:
     marker = f"job:regenerate:{job_id}"
     return [
@@ -68,16 +51,6 @@ def result_messages(fake: FakeDiscord, guild: FakeGuild, job_id: str) -> list[Fa
         for m in fake.channel_messages(guild.channel)
         if marker in m.custom_ids and not m.ephemeral
     ]
-
-
-async def states_become(database: Path, fake: FakeDiscord, wanted: dict[str, str]) -> None:
-    async def reached() -> bool:
-        if not database.exists():
-            return False
-        states = await job_states(database)
-        return all(states.get(prompt, ("", ""))[1] == state for prompt, state in wanted.items())
-
-    await fake.wait_for(reached, timeout=30, message=f"job states {wanted}")
 
 
 async def test_kill_9_loses_no_job_submits_once_and_delivers_each_video_once(

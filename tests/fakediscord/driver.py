@@ -225,6 +225,10 @@ class FakeDiscord(Gateway, RestRoutes):
             _Failure(method.upper(), path, status, times, retry_after, is_global, code, message)
         )
 
+    def stop_failing(self) -> None:
+        """Forget every failure :meth:`fail_next` set up that has not been used yet."""
+        self._failures.clear()
+
     def describe(self) -> str:
         lines = [f"last requests: {self.requests[-15:]}"]
         if self.unknown_requests:
