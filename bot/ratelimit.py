@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 class RequestBudget:
@@ -24,12 +24,18 @@ class RequestBudget:
         *,
         margin: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_grant: Callable[[float], None] | None = None,
     ) -> None:
+        """`clock` and `sleep` are the time it runs on (a virtual one in tests); `on_grant` is
+        told the moment of every slot it grants."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.limit = limit
         self.window = period + margin
         self._clock = clock
+        self._sleep = sleep
+        self._on_grant = on_grant
         self._sent: collections.deque[float] = collections.deque(maxlen=limit)
         self._turn = asyncio.Lock()
         self._resume_at = 0.0
@@ -38,9 +44,12 @@ class RequestBudget:
         """Wait for a free slot and take it."""
         async with self._turn:
             # The wait is for a moment in time, not for an event: sleeping until it is right.
-            while (wait := self.waiting_time()) > 0:  # noqa: ASYNC110
-                await asyncio.sleep(wait)
-            self._sent.append(self._clock())
+            while (wait := self.waiting_time()) > 0:
+                await self._sleep(wait)
+            granted = self._clock()
+            self._sent.append(granted)
+            if self._on_grant is not None:
+                self._on_grant(granted)
 
     def hold(self, seconds: float) -> None:
         """Send nothing for `seconds`: Segmind said the account is rate limited until then."""
