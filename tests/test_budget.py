@@ -83,7 +83,9 @@ async def test_a_429_pauses_every_job_until_the_reset_time(
     simulator.add_fault("rate_limit", endpoint="status", reset_after=0.5)
 
     first = asyncio.create_task(client.status(request_ids[0]))
-    await asyncio.sleep(0.1)  # the 429 has come back; the other jobs poll now
+    async with asyncio.timeout(10):  # the 429 has come back and paused the budget
+        while client.budget.waiting_time() == 0:
+            await asyncio.sleep(0.01)
     await asyncio.gather(first, *(client.status(request_id) for request_id in request_ids[1:]))
 
     statuses = simulator.requests("status")

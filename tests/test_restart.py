@@ -29,7 +29,7 @@ async def bot_process(
         fake, simulator.url, API_KEY, database,
         segmind_poll_interval_max=0.2, segmind_requests_per_minute=100_000,
         segmind_retry_base_delay=0.05, status_update_seconds=0.3,
-        queue_guild_concurrency=2, queue_member_pending_max=10, log_level="INFO",
+        queue_guild_concurrency=3, queue_member_pending_max=10, log_level="INFO",
     )  # fmt: skip
     with log.open("a") as output:
         process = await asyncio.create_subprocess_exec(
@@ -42,6 +42,16 @@ async def bot_process(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def nothing_owed(database: Path) -> bool:
+    """True once the outbox holds nothing still to send."""
+    async with (
+        aiosqlite.connect(database) as db,
+        db.execute("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL") as cursor,
+    ):
+        row = await cursor.fetchone()
+    return row is not None and row[0] == 0
 
 
 def result_messages(fake: FakeDiscord, guild: FakeGuild, job_id: str) -> list[FakeMessage]:
@@ -69,22 +79,33 @@ async def test_kill_9_loses_no_job_submits_once_and_delivers_each_video_once(
         async with bot_process(fake, simulator, database, log):
             await fake.wait_for(lambda: fake.sync_count == 1, timeout=30, message="bot started")
             await fake.wait_for(lambda: fake.commands, timeout=30)
-            await asyncio.sleep(0.5)  # the gateway session is up
+            await fake.wait_until_connected(timeout=30)
 
             await slash(alice, "grok-video", {"prompt": "before"})
             await states_become(database, fake, {"before": "delivered"})
 
-            # Two slots: svd finishes (its video stuck on the way), which frees its slot for the
-            # pixverse submit (stuck on the wire) while cog-video-i2v runs; the rest wait.
+            # Three slots: svd, "running" and "cancelled" start; svd finishes (its video stuck
+            # on the way), which frees its slot for the pixverse submit (stuck on the wire).
+            # The queued ones wait behind them.
             simulator.add_fault("slow", endpoint="file", slug="svd", delay=60)
             await slash(alice, "svd", {}, attachments={"image": image})
             await slash(bob, "cog-video-i2v", {"prompt": "running"}, attachments={"image": image})
             simulator.add_fault("slow", endpoint="submit", slug="pixverse-5-video", delay=60)
             await slash(bob, "pixverse", {"prompt": "mid-submit"})
+            to_cancel = await slash(
+                alice, "cog-video-i2v", {"prompt": "cancelled"}, attachments={"image": image}
+            )
             await states_become(
                 database, fake,
-                {"svd": "completed", "running": "submitted", "mid-submit": "submitting"},
+                {
+                    "svd": "completed", "running": "submitted", "mid-submit": "submitting",
+                    "cancelled": "submitted",
+                },
             )  # fmt: skip
+            status = to_cancel.followups[0]
+            [cancel_id] = [cid for cid in status.custom_ids if cid.startswith("job:cancel:")]
+            await fake.click(guild, alice, status, cancel_id)
+            await states_become(database, fake, {"cancelled": "cancelled_running"})
             queued_one = await slash(alice, "grok-video", {"prompt": "queued 1"})
             await slash(bob, "grok-video", {"prompt": "queued 2"})
             await states_become(database, fake, {"queued 1": "queued", "queued 2": "queued"})
@@ -99,22 +120,26 @@ async def test_kill_9_loses_no_job_submits_once_and_delivers_each_video_once(
                 {
                     "before": "delivered", "svd": "delivered", "running": "delivered",
                     "mid-submit": "failed", "queued 1": "delivered", "queued 2": "delivered",
+                    "cancelled": "cancelled",
                 },
             )  # fmt: skip
-            await asyncio.sleep(0.5)  # time for a duplicate to show, were there one
+            # Nothing more is owed to anyone, so no duplicate can still be on its way.
+            await fake.wait_for(lambda: nothing_owed(database), timeout=30)
             states = await job_states(database)
 
     for prompt, (job_id, _, _, _) in states.items():
-        expected = 0 if prompt == "mid-submit" else 1
+        expected = 0 if prompt in ("mid-submit", "cancelled") else 1
         assert len(result_messages(fake, guild, job_id)) == expected, prompt
     submits = [entry.slug for entry in simulator.requests("submit")]
     assert sorted(submits) == sorted(
         ["grok-imagine-video"] * 3 + ["svd", "cog-video-5b-i2v", "pixverse-5-video"]
+        + ["cog-video-5b-i2v"]
     )
     credits = {
         prompt: (credit_state, amount) for prompt, (_, _, credit_state, amount) in states.items()
     }
     assert credits.pop("mid-submit") == ("release", 1)
+    # Segmind ran the cancelled job to the end, so it is paid for, like every delivered one.
     assert set(credits.values()) == {("capture", 1)}
     told = [
         m for m in fake.channel_messages(guild.channel) if "may or may not have run" in m.content
