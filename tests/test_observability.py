@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -77,6 +78,7 @@ async def test_the_healthcheck_follows_discord_and_the_database(
             lambda: beat.exists() and json.loads(beat.read_text())["discord_connected"]
         )
         assert healthcheck(database).returncode == 0
+        assert stat.S_IMODE(beat.stat().st_mode) == 0o600  # beside the database, as private
 
         blocker = sqlite3.connect(database, timeout=0, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database
