@@ -7,10 +7,13 @@ recovery of the last run's jobs.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import signal
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -48,7 +51,10 @@ class VideoBot(commands.Bot):
     sender: Sender
     housekeeper: Housekeeper
 
-    def __init__(self, settings: Settings, **options: object) -> None:
+    def __init__(
+        self, settings: Settings, *, handle_signals: bool = False, **options: object
+    ) -> None:
+        """`handle_signals`: SIGTERM and SIGINT stop the bot gracefully (a process of its own)."""
         # Slash commands need no privileged intent; the guild cache is enough.
         intents = discord.Intents.none()
         intents.guilds = True
@@ -60,23 +66,33 @@ class VideoBot(commands.Bot):
             **options,
         )
         self.settings = settings
-        self._resources_closed = False
+        self._handle_signals = handle_signals
+        self._shutdown: asyncio.Task[None] | None = None
+        self._teardown: asyncio.Future[None] | None = None
+        self._queue_started = False
         self._gateway_up = False
         self.loop_lag = LoopLagMonitor()
         self.heartbeat: Heartbeat | None = None
 
     async def setup_hook(self) -> None:
+        if self._handle_signals:
+            self._stop_on_signals()
         self.tree.on_error = self.on_app_command_error
         settings = self.settings
         # No pool limit: a request that has its budget slot must leave at once, not queue for
         # a connection and then reach Segmind in a bunch with others (the queue bounds them).
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         self.store = await Store.open(settings.database_path)
+        budget = RequestBudget(settings.segmind_requests_per_minute, record=self.store)
+        budget.restore(
+            await self.store.recent_sends(since=time.time() - budget.window),
+            await self.store.rate_limited_until(),
+        )
         self.segmind = SegmindClient(
             self.session,
             settings.segmind_api_key.get_secret_value(),
             base_url=settings.segmind_base_url,
-            budget=RequestBudget(settings.segmind_requests_per_minute),
+            budget=budget,
             retry=RetryPolicy(
                 attempts=settings.segmind_retry_attempts,
                 base_delay=settings.segmind_retry_base_delay,
@@ -95,7 +111,7 @@ class VideoBot(commands.Bot):
                 member_pending_max=settings.queue_member_pending_max,
                 guild_length_max=settings.queue_guild_length_max,
             ),
-            run=runner.run,
+            runner,
         )
         self.housekeeper = Housekeeper(
             self.store,
@@ -115,7 +131,7 @@ class VideoBot(commands.Bot):
             await self.load_extension(extension)
         await self.sync_commands_if_changed()
         await self.jobs.recover()
-        self.jobs.start()
+        # The queue starts once Discord has said which servers the bot is in (on_ready).
         self.sender.start()
         self.housekeeper.start()
         self.loop_lag.start()
@@ -130,6 +146,19 @@ class VideoBot(commands.Bot):
             interval=settings.health_interval_seconds,
         )
         self.heartbeat.start()
+
+    def _stop_on_signals(self) -> None:
+        # `docker stop` sends SIGTERM, Ctrl-C SIGINT: both stop starting submits, let those on
+        # the wire be answered and recorded, then close; `python -m bot` then exits 0.
+        loop = asyncio.get_running_loop()
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(stop, self._stop_requested, stop)
+
+    def _stop_requested(self, received: signal.Signals) -> None:
+        if self._shutdown is None:
+            log.info("%s received: stopping (up to %.0f s for submits on the wire)",
+                     received.name, self.settings.shutdown_grace_seconds)  # fmt: skip
+            self._shutdown = asyncio.create_task(self.close(), name="shutdown")
 
     async def _fetch_video(self, job: Job) -> Path:
         assert job.video_url is not None
@@ -192,25 +221,35 @@ class VideoBot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s in %d guild(s)", self.user, len(self.guilds))
+        if not self._queue_started:
+            # Before anything waiting is sent: nothing goes out for a server the bot has left.
+            await self.jobs.servers_left_meanwhile({guild.id for guild in self.guilds})
+            self.jobs.start()
+            self._queue_started = True
 
     async def close(self) -> None:
-        if self._resources_closed:
-            return
-        self._resources_closed = True
+        # Every caller (a signal, discord.py's own exit) waits for the one teardown to finish,
+        # so the process never ends with the store half closed.
+        if self._teardown is None:
+            self._teardown = asyncio.ensure_future(self._close_everything())
+        await asyncio.shield(self._teardown)
+
+    async def _close_everything(self) -> None:
         if self.heartbeat is not None:
             await self.heartbeat.stop(discord_connected=False)
         self.loop_lag.stop()
         if hasattr(self, "jobs"):
-            await self.jobs.close()
+            await self.jobs.close(grace=self.settings.shutdown_grace_seconds)
         if hasattr(self, "sender"):
             await self.sender.stop()
         if hasattr(self, "housekeeper"):
             await self.housekeeper.stop()
-        await super().close()
         if hasattr(self, "session"):
             await self.session.close()
         if hasattr(self, "store"):
             await self.store.close()
+        # Last: once discord.py is closed, `start()` returns and the process may end.
+        await super().close()
 
 
 def _missing_options(interaction: discord.Interaction) -> list[str]:
@@ -226,7 +265,7 @@ def _missing_options(interaction: discord.Interaction) -> list[str]:
 
 def run(settings: Settings) -> int:
     """Run the bot until it is stopped; the exit status of `python -m bot`."""
-    bot = VideoBot(settings)
+    bot = VideoBot(settings, handle_signals=True)
     try:
         bot.run(settings.discord_token.get_secret_value(), log_handler=None)
     except discord.LoginFailure:

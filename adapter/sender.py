@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import discord
 
 from adapter.recipient import MessageGone, Recipient, permanent, send_video
@@ -49,7 +50,9 @@ class RetryPolicy:
     attempts: dict[Owed, int] | None = None
 
     def max_attempts(self, kind: Owed) -> int:
-        limits = self.attempts or {Owed.STATUS: 5, Owed.NOTICE: 12, Owed.VIDEO: 8}
+        # A video keeps being tried for about two hours (its link lasts days); a notice about
+        # one; a status is shown afresh by the next refresh anyway.
+        limits = self.attempts or {Owed.STATUS: 5, Owed.NOTICE: 14, Owed.VIDEO: 18}
         return limits[kind]
 
     def delay(self, attempt: int) -> float:
@@ -86,6 +89,7 @@ class Sender:
         self._slots = asyncio.Semaphore(concurrency)
         self._locks: dict[str, asyncio.Lock] = {}
         self._handling: set[str] = set()
+        self._cooling: dict[str, float] = {}  # job id -> not before
         self._shown: dict[str, str] = {}  # job id -> the status text last shown
         self._reposted: set[str] = set()
         self._recipients: dict[str, Recipient] = {}
@@ -129,14 +133,19 @@ class Sender:
 
     async def _send_due(self) -> None:
         # A job whose earlier message is still on its way waits: a job's messages go in order.
-        for row in await self.store.due_messages(self.clock(), busy=self._handling):
+        now = self.clock()
+        self._cooling = {job: until for job, until in self._cooling.items() if until > now}
+        for row in await self.store.due_messages(now, busy=self._busy()):
             self._handling.add(row.job_id)
             task = asyncio.create_task(self._handle(row), name=f"send-{row.job_id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _time_to_next(self) -> float:
-        next_due = await self.store.next_due_at(busy=self._handling)
+        next_due = await self.store.next_due_at(busy=self._busy())
+        if self._cooling:
+            soonest = min(self._cooling.values())
+            next_due = soonest if next_due is None else min(next_due, soonest)
         if next_due is None:
             return 60.0
         return min(60.0, max(0.01, next_due - self.clock()))
@@ -145,6 +154,11 @@ class Sender:
         try:
             async with self._slots, self._lock(row.job_id):
                 await self._attempt(row)
+        except Exception:
+            # Even the bookkeeping of a failure failed (the database, say): keep the job out of
+            # the next rounds for a while rather than try it again at once, in a loop.
+            log.exception("message %s of job %s could not be settled", row.kind, row.job_id)
+            self._cooling[row.job_id] = self.clock() + self.retry.delay(row.attempts)
         finally:
             self._handling.discard(row.job_id)
             self._wake.set()  # the job's next message may be due
@@ -186,6 +200,9 @@ class Sender:
                 await self._deliver_link(job, row, DeliveryRefused("Discord kept failing"))
                 return
         await self.store.settle_message(row.seq, "abandoned", self.clock())
+
+    def _busy(self) -> set[str]:
+        return self._handling | set(self._cooling)
 
     def _lock(self, job_id: str) -> asyncio.Lock:
         lock = self._locks.get(job_id)
@@ -311,8 +328,10 @@ class Sender:
             await self._deliver_link(job, row, error)
             return
         except VideoDownloadFailed as error:
-            await self._settle(job, row, Event.DELIVERY_FAILED, error)
-            return
+            if error.status is not None and 400 <= error.status < 500:
+                await self._settle(job, row, Event.DELIVERY_FAILED, error)  # the file is gone
+                return
+            raise _TryLater(str(error)) from error  # the file host is having a bad moment
         except SegmindError as error:
             raise _TryLater(str(error)) from error
         try:
@@ -344,7 +363,7 @@ class Sender:
         link += f" It can be fetched for a few days here: {job.video_url}"
         try:
             await self._recipient(job).send(fit(link), private=True)
-        except discord.HTTPException as error:
+        except (discord.HTTPException, OSError, TimeoutError, aiohttp.ClientError) as error:
             log.warning("not even the link of job %s could be sent: %s", job.id, error)
             await self._settle(job, row, Event.DELIVERY_FAILED, DeliveryRefused(str(error)))
             return
@@ -356,8 +375,9 @@ class Sender:
         facts = {}
         if why is not None:
             facts = {"error": describe_failure(why), "failure": type(why).__name__}
+        settled_as = "undeliverable" if event is Event.DELIVERY_FAILED else "sent"
         try:
-            await self.life.apply(job.id, event, settles=row.seq, **facts)
+            await self.life.apply(job.id, event, settles=row.seq, settled_as=settled_as, **facts)
         except TransitionRefused:  # the bot left the server meanwhile, say
             await self.store.settle_message(row.seq, "dropped", self.clock())
 
@@ -369,11 +389,15 @@ class Sender:
         # A few minutes' slack: the host's clock and Discord's may disagree; the marker is unique.
         after = discord.Object(discord.utils.time_snowflake(_utc(since - 300)))
         try:
-            async for message in channel.history(limit=100, after=after):
+            # Newest first, back to the first attempt: however busy the channel was meanwhile.
+            async for message in channel.history(limit=None, after=after, oldest_first=False):
                 if message.author.id == me and marker in custom_ids(message):
                     return True
         except discord.HTTPException as error:
-            # Unknowable: posting again risks a duplicate, not posting risks losing the video.
+            if not permanent(error):
+                raise _TryLater(f"the channel's history could not be read: {error}") from error
+            # Never readable (no Read Message History): posting again risks a duplicate, not
+            # posting would lose the video for good.
             log.warning("cannot read the history of channel %s: %s", job.channel_id, error)
         return False
 

@@ -36,7 +36,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
-    # `docker stop` sends SIGTERM: close as on Ctrl-C, so the jobs are left as recorded.
+    # Until the bot handles them itself (from its setup), SIGTERM stops it like Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     # The composition root: the one place the core reaches for the Discord adapter.
     from adapter.app import run

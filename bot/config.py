@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     status_update_seconds: float = Field(default=5.0, gt=0)
     message_retry_seconds: float = Field(default=5.0, gt=0, le=600)
     job_retention_days: float = Field(default=90.0, gt=0)
+    # Below Docker's 10 s between SIGTERM and SIGKILL.
+    shutdown_grace_seconds: float = Field(default=8.0, ge=0, le=600)
     health_interval_seconds: float = Field(default=15.0, gt=0)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

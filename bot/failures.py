@@ -62,8 +62,9 @@ def describe_failure(error: BaseException, *, video_url: str | None = None) -> s
         return "This bot no longer offers that model, so the job was stopped. Nothing was spent."
     if isinstance(error, SubmitOutcomeUnknown):
         return (
-            "The connection to the provider broke while the job was being sent, so it may or may"
-            " not have started. It was not sent again, to avoid paying twice."
+            "The provider's answer to this job was lost or timed out, so it may or may not have"
+            " started. It was not sent again, to avoid paying twice, and your credits were given"
+            " back."
         )
     if isinstance(error, ProviderError):
         return "The video service is having trouble and did not recover after several retries."

@@ -8,6 +8,7 @@ configured base URL and appears in no message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -17,12 +18,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
+from multidict import CIMultiDict
 
-from bot.polling import PollSchedule
+from bot.polling import RETENTION_SECONDS, PollSchedule
 from bot.ratelimit import RequestBudget
 
 log = logging.getLogger(__name__)
@@ -188,7 +191,6 @@ class RetryPolicy:
     attempts: int = 6
     base_delay: float = 1.0
     max_delay: float = 30.0
-    max_rate_limit_wait: float = 120.0
 
     def backoff(self, attempt: int) -> float:
         ceiling = min(self.max_delay, self.base_delay * 2**attempt)
@@ -292,16 +294,23 @@ class SegmindClient:
         """Poll on `schedule` until the job finishes; `submitted_at` is a time.time() value."""
         started = time.time() if submitted_at is None else submitted_at
         polled = False
+        not_found: RequestExpired | None = None
+        misses = 0
         while True:
             delay = schedule.delay(time.time() - started)
             if delay is None:
+                if not_found is not None:
+                    raise not_found
                 if polled:
                     raise JobTimedOut("the job did not finish in time", request_id=request_id)
                 delay = 0.0  # picked up late (after a restart, say): look once before giving up
+            if not_found is not None:  # re-checks of a 404 are spaced out, whatever the schedule
+                delay = max(delay, self._retry.backoff(misses))
             polled = True
             await asyncio.sleep(delay)
             try:
                 status = await self.status(request_id)
+                not_found, misses = None, 0
                 if on_status is not None:
                     await on_status(status)
                 if status.state == "FAILED":
@@ -310,6 +319,14 @@ class SegmindClient:
                     return await self.result(request_id)
             except ResultWithoutVideo:
                 raise
+            except RequestExpired as gone:
+                # Within the hour Segmind keeps a request, one 404 may be a hiccup of its own
+                # while the job runs on (and is billed): believe it only when it repeats.
+                misses += 1
+                if time.time() - started >= RETENTION_SECONDS or misses > NOT_FOUND_RECHECKS:
+                    raise
+                log.warning("Segmind answered 404 for %s; checking again", request_id)
+                not_found = gone
             except _PASSING_TROUBLE as trouble:
                 # The job keeps running (and will be billed) whatever our polls meet: keep
                 # watching until the schedule gives up rather than throw the video away.
@@ -366,10 +383,16 @@ class SegmindClient:
                 trouble = ProviderError(f"Segmind did not answer ({_name(error)})")
                 delay = self._retry.backoff(attempt)
             else:
+                if is_submit and answer.status in _SUBMIT_MAY_HAVE_RUN:
+                    raise SubmitOutcomeUnknown(
+                        f"the submit was answered HTTP {answer.status}, which does not say"
+                        " whether Segmind took it; it was not sent again",
+                        status=answer.status,
+                    )
                 if _names_terminal_state(answer.body) or answer.status not in _RETRYABLE:
                     return answer
                 trouble = self._error_for(answer, request_id=None)
-                delay = self._retry_delay(answer, attempt)
+                delay = await self._retry_delay(answer, attempt)
             log.warning(
                 "segmind %s %s failed (attempt %d of %d): %s",
                 method, path, attempt + 1, self._retry.attempts, trouble,
@@ -396,17 +419,19 @@ class SegmindClient:
             except ValueError:
                 body = None
             log.debug("segmind %s %s -> %d", method, path, response.status)
-            return _Answer(response.status, body, dict(response.headers))
+            return _Answer(response.status, body, CIMultiDict(response.headers))
 
-    def _retry_delay(self, answer: _Answer, attempt: int) -> float:
+    async def _retry_delay(self, answer: _Answer, attempt: int) -> float:
         if answer.status != 429:
             return self._retry.backoff(attempt)
-        wait = _seconds_until(answer.headers.get("x-rate-limit-reset-at-utc"))
+        wait = _seconds_until(
+            answer.headers.get("x-rate-limit-reset-at-utc"), answer.headers.get("Date")
+        )
         if wait is None:
             wait = self._retry.backoff(attempt)
-        wait = min(wait, self._retry.max_rate_limit_wait)
-        # The limit is the account's: every other job would be refused too, so all of them pause.
-        self.budget.hold(wait)
+        # The limit is the account's: every other job would be refused too, so all of them pause
+        # (however long Segmind says), and the pause outlives a restart.
+        await self.budget.hold_until(time.time() + wait)
         return wait
 
     def _read_status(self, answer: _Answer, request_id: str) -> JobStatus:
@@ -451,6 +476,11 @@ class SegmindClient:
 
 
 _RETRYABLE = frozenset({429, 500, 502, 503, 504})
+# How many times a 404 about a request younger than Segmind's retention is checked again.
+NOT_FOUND_RECHECKS = 3
+# A gateway timeout answers for a proxy, not for Segmind: the job may have been accepted behind
+# it. 429, 500, 502 and 503 are Segmind's own refusals: nothing was accepted.
+_SUBMIT_MAY_HAVE_RUN = frozenset({504})
 # Failures of one poll that say nothing about the job itself.
 _PASSING_TROUBLE = (ProviderError, RateLimited, MalformedResponse, ResultNotReady)
 
@@ -489,8 +519,12 @@ def _text(value: Any) -> str | None:
     return text.strip()[:500] or None
 
 
-def _seconds_until(reset_at: str | None) -> float | None:
-    """Seconds until the time in x-rate-limit-reset-at-utc (ISO 8601 or a Unix time)."""
+def _seconds_until(reset_at: str | None, server_date: str | None = None) -> float | None:
+    """Seconds until the time in x-rate-limit-reset-at-utc (ISO 8601 or a Unix time).
+
+    Counted from the answer's `Date` when it has one: the reset is on Segmind's clock, and this
+    host's may be off. `Date` is truncated to the second, which errs on the side of waiting.
+    """
     if not reset_at:
         return None
     try:
@@ -505,7 +539,11 @@ def _seconds_until(reset_at: str | None) -> float | None:
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         moment = parsed.timestamp()
-    return max(0.0, moment - time.time()) + random.uniform(0.05, 0.25)
+    now = time.time()
+    if server_date:
+        with contextlib.suppress(TypeError, ValueError, IndexError):
+            now = parsedate_to_datetime(server_date).timestamp()
+    return max(0.0, moment - now)
 
 
 def _name(error: BaseException) -> str:

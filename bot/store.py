@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, fields
@@ -137,6 +138,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_in_guild ON jobs (guild_id, state, member_id);
     CREATE INDEX jobs_by_finish ON jobs (finished_at) WHERE finished_at IS NOT NULL;
     """,
+    # 5: the request budget's recent sends, so a restart continues the same window
+    """
+    CREATE TABLE budget_sends (at REAL NOT NULL);
+    CREATE INDEX budget_sends_by_time ON budget_sends (at);
+    CREATE INDEX ledger_by_time ON ledger (entry, at);
+    """,
 )
 
 _JOB_COLUMNS = (
@@ -147,6 +154,9 @@ _JOB_COLUMNS = (
 )  # fmt: skip
 _UPDATABLE = frozenset(_JOB_COLUMNS) - {"id", "guild_id", "member_id", "model", "credits"}
 EVERYONE = 0
+RATE_LIMITED_UNTIL = "rate_limited_until"
+# Sends older than this can no longer count in any window of the budget.
+_BUDGET_MEMORY = 3600.0
 _OWNER_ONLY = 0o600
 # Usage this period: what was reserved and not given back.
 _USED = "COALESCE(SUM(CASE entry WHEN 'reserve' THEN credits WHEN 'release' THEN -credits END), 0)"
@@ -230,11 +240,14 @@ class Store:
     async def transaction(self) -> AsyncIterator[Transaction]:
         """One atomic unit of writes: all of them are committed, or none."""
         async with self._serial:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield Transaction(self._db)
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                # Cancelled or failed anywhere, BEGIN included: never leave it open. The
+                # connection runs statements in order, so this comes after a BEGIN still queued.
+                with contextlib.suppress(sqlite3.OperationalError):  # none was open
+                    await asyncio.shield(self._db.execute("ROLLBACK"))
                 raise
             await self._db.execute("COMMIT")
 
@@ -321,7 +334,12 @@ class Store:
                 "DELETE FROM outbox WHERE done_at < ? AND job_id NOT IN (SELECT id FROM jobs)",
                 (finished_before,),
             )
-            await self._db.execute("DELETE FROM ledger WHERE reserved_at < ?", (ledger_before,))
+            # Never the entries of a job still running: its settlement is still to come.
+            await self._db.execute(
+                "DELETE FROM ledger WHERE reserved_at < ? AND job_id NOT IN (SELECT id FROM jobs"
+                f" WHERE state IN ({_marks(UNFINISHED)}))",
+                (ledger_before, *UNFINISHED),
+            )
         return pruned
 
     async def delete_job(self, job_id: str) -> None:
@@ -352,9 +370,11 @@ class Store:
             return [_owed(row) for row in await cursor.fetchall()]
 
     async def next_due_at(self, *, busy: Iterable[str] = ()) -> float | None:
+        """When the next message that could be sent falls due (a job's oldest pending one)."""
         busy = tuple(busy)
         value = await self._value(
-            "SELECT MIN(due_at) FROM outbox WHERE done_at IS NULL"
+            "SELECT MIN(due_at) FROM outbox AS o WHERE done_at IS NULL AND seq = (SELECT"
+            " MIN(seq) FROM outbox WHERE job_id = o.job_id AND done_at IS NULL)"
             f" AND job_id NOT IN ({_marks(busy)})",
             *busy,
         )
@@ -371,7 +391,10 @@ class Store:
     async def start_message(self, seq: int, at: float) -> None:
         """Committed before a message is rendered and sent. A video with this set may be out
         already; a status with this set takes no more changes (they get a row of their own)."""
-        await self._write("UPDATE outbox SET started_at = ? WHERE seq = ?", at, seq)
+        # The first start is kept: a later attempt looks for the video back to the first one.
+        await self._write(
+            "UPDATE outbox SET started_at = COALESCE(started_at, ?) WHERE seq = ?", at, seq
+        )
 
     async def retry_message(self, seq: int, due_at: float, *, restart: bool = False) -> None:
         """Try again at `due_at`; `restart` forgets that sending began (a status, re-rendered)."""
@@ -393,6 +416,26 @@ class Store:
             "SELECT kind, outcome FROM outbox WHERE job_id = ? ORDER BY seq", (job_id,)
         ) as cursor:
             return [(row[0], row[1]) for row in await cursor.fetchall()]
+
+    # --- the request budget (a BudgetRecord) ---
+
+    async def record_send(self, at: float) -> None:
+        async with self._serial:
+            await self._db.execute("INSERT INTO budget_sends (at) VALUES (?)", (at,))
+            await self._db.execute(
+                "DELETE FROM budget_sends WHERE at < ?", (at - _BUDGET_MEMORY,)
+            )
+
+    async def record_hold(self, until: float) -> None:
+        await self.set_meta(RATE_LIMITED_UNTIL, repr(until))
+
+    async def recent_sends(self, since: float) -> list[float]:
+        rows = await self._rows("SELECT at FROM budget_sends WHERE at >= ? ORDER BY at", [since])
+        return [float(row[0]) for row in rows]
+
+    async def rate_limited_until(self) -> float:
+        value = await self.get_meta(RATE_LIMITED_UNTIL)
+        return float(value) if value else 0.0
 
     # --- the ledger ---
 

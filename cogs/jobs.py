@@ -23,9 +23,9 @@ CANCEL_REPLIES = {
         " Nothing was spent."
     ),
     CancelOutcome.PROVIDER_HAS_IT: (
-        "Cancelled: the bot will not post this video. The provider had already taken the job"
-        " and cannot be told to stop, so its credits stay spent, unless the provider reports"
-        " that the run failed, in which case they come back."
+        "Cancelled: the bot will not post this video. It had already been sent to the"
+        " provider, which cannot be told to stop: its credits stay spent if the provider runs"
+        " it, and come back if the provider reports that it failed or never took it."
     ),
     CancelOutcome.TOO_LATE: "Too late to cancel: the video is finished and is being posted.",
     CancelOutcome.ALREADY_CANCELLED: "That job was already cancelled.",

@@ -149,6 +149,7 @@ def test_settings(simulator: Simulator, database: Path, **overrides: Any) -> Set
         "segmind_retry_base_delay": 0.01,
         "status_update_seconds": 0.05,
         "message_retry_seconds": 0.05,
+        "shutdown_grace_seconds": 1.0,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

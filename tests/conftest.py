@@ -13,7 +13,7 @@ from bot.simulator import Simulator
 API_KEY = "sim-test-key-5f1c"
 
 # Retries as in production, with the waits shrunk so a test takes milliseconds.
-FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, max_rate_limit_wait=5.0)
+FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 
 
 class FakeClock:

@@ -362,7 +362,7 @@ async def test_a_running_job_cancelled_is_watched_quietly_and_costs_what_the_pro
         click = await world.fake.click(world.guild, world.manager, status, cancel_id)
 
         reply = await world.reply_to(click)
-        assert "cannot be told to stop" in reply and "unless the provider reports" in reply
+        assert "cannot be told to stop" in reply and "come back if the provider reports" in reply
         await world.fake.wait_for(lambda: "Cancelled" in status.content)
         assert status.custom_ids == []  # no Cancel button left to press
         polls_at_cancel = len(simulator.requests("status"))

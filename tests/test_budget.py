@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -11,6 +13,7 @@ from bot.models import CATALOGUE
 from bot.ratelimit import RequestBudget
 from bot.segmind import SegmindClient
 from bot.simulator import Simulator
+from bot.store import Store
 from tests.conftest import API_KEY, FAST_RETRY, FakeClock, quick_schedule
 
 SVD = CATALOGUE["svd"]
@@ -92,3 +95,48 @@ async def test_a_429_pauses_every_job_until_the_reset_time(
     assert statuses[0].status == 429
     assert len(statuses) == 6
     assert all(entry.at - statuses[0].at >= 0.4 for entry in statuses[1:])
+
+
+def virtual_budget(limit: int, **options: object) -> tuple[RequestBudget, FakeClock, list[float]]:
+    clock = FakeClock()
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+        await asyncio.sleep(0)
+
+    grants: list[float] = []
+    budget = RequestBudget(
+        limit, 60.0, margin=1.0, clock=clock, sleep=sleep, on_grant=grants.append, **options
+    )
+    return budget, clock, grants
+
+
+async def test_after_a_429_the_budget_resumes_paced_not_in_a_burst() -> None:
+    budget, clock, grants = virtual_budget(50)
+    await budget.hold_until(clock() + 30.0)  # Segmind: rate limited for 30 s
+
+    await asyncio.gather(*(budget.acquire() for _ in range(50)))
+
+    assert grants[0] == pytest.approx(1030.0)  # nothing before the reset
+    gaps = [later - earlier for earlier, later in itertools.pairwise(grants)]
+    assert min(gaps) == pytest.approx(61.0 / 50)  # spread over the window the budget allows
+    assert busiest(grants, 10.0) <= 9
+
+
+async def test_a_restarted_budget_continues_the_window_and_the_pending_reset(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "bot.db")
+    first, clock, _ = virtual_budget(5, record=store)
+    for _ in range(5):
+        await first.acquire()
+    await first.hold_until(clock() + 20.0)
+
+    # A new process, its memory empty, on a clock that reads what the first one's did.
+    again, _, grants = virtual_budget(5, record=store)
+    sent = await store.recent_sends(clock() - again.window)
+    again.restore(sent, await store.rate_limited_until())
+    await again.acquire()
+
+    assert grants[0] >= 1000.0 + 61.0  # the five sent before the restart still count
+    await store.close()

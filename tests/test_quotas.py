@@ -42,8 +42,17 @@ class Admitting(Quotas):
         return (await self.service.enqueue(job)).job
 
 
-async def never_run(job: Job) -> None:
-    raise AssertionError("no job runs in these tests")
+class NeverRuns:
+    """The queue never starts in these tests: nothing is ever run or stopped."""
+
+    async def run(self, job: Job) -> None:
+        raise AssertionError("no job runs in these tests")
+
+    def stop_submitting(self) -> None:
+        pass
+
+    async def wire_clear(self, timeout: float) -> bool:  # noqa: ASYNC109
+        return True
 
 
 @pytest.fixture
@@ -51,7 +60,7 @@ async def quotas(tmp_path: Path, clock: Clock) -> AsyncIterator[Admitting]:
     store = await Store.open(tmp_path / "bot.db")
     quotas = Admitting(store, clock)
     roomy = QueueLimits(member_pending_max=1000, guild_length_max=1000)
-    quotas.service = JobService(Lifecycle(store), quotas, roomy, run=never_run)
+    quotas.service = JobService(Lifecycle(store), quotas, roomy, NeverRuns())
     yield quotas
     await store.close()
 

@@ -6,42 +6,14 @@ the simulator live in the test, so they remember everything across the kill.
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
 
 from bot.simulator import Simulator
-from tests.bot_process import SCRIPT, environment
+from tests.bot_process import bot_process, slash_queued
 from tests.bot_world import bot_world, job_states, png_bytes, restarted, states_become
-from tests.conftest import API_KEY
 from tests.fakediscord import FakeDiscord, FakeGuild, FakeInteraction, FakeMessage
-
-
-@asynccontextmanager
-async def bot_process(
-    fake: FakeDiscord, simulator: Simulator, database: Path, log: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    env = environment(
-        fake, simulator.url, API_KEY, database,
-        segmind_poll_interval_max=0.2, segmind_requests_per_minute=100_000,
-        segmind_retry_base_delay=0.05, status_update_seconds=0.3,
-        queue_guild_concurrency=3, queue_member_pending_max=10, log_level="INFO",
-    )  # fmt: skip
-    with log.open("a") as output:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, str(SCRIPT),
-            env=env, cwd=database.parent, stdout=output, stderr=output,
-        )  # fmt: skip
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def nothing_owed(database: Path) -> bool:
@@ -74,7 +46,7 @@ async def test_kill_9_loses_no_job_submits_once_and_delivers_each_video_once(
         image = fake.add_attachment("cat.png", png_bytes(), "image/png")
 
         async def slash(member, command: str, options: dict, **kw) -> FakeInteraction:
-            return await fake.slash(guild, member, command, options, **kw)
+            return await slash_queued(fake, guild, member, command, options, **kw)
 
         async with bot_process(fake, simulator, database, log):
             await fake.wait_for(lambda: fake.sync_count == 1, timeout=30, message="bot started")

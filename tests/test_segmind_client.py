@@ -11,9 +11,10 @@ import aiohttp
 import pytest
 
 from bot.models import CATALOGUE
-from bot.polling import PollSchedule
+from bot.polling import RETENTION_SECONDS, PollSchedule
 from bot.ratelimit import RequestBudget
 from bot.segmind import (
+    NOT_FOUND_RECHECKS,
     BadRequest,
     ContentBlocked,
     Forbidden,
@@ -290,6 +291,35 @@ async def test_a_429_waits_for_the_reset_time_it_names(
     assert [entry.status for entry in simulator.requests("status")] == [429, 200]
 
 
+async def test_a_reset_time_is_read_on_the_providers_clock(
+    client: SegmindClient, simulator: Simulator
+) -> None:
+    simulator.clock_skew = 3600.0  # Segmind's clock an hour ahead of ours
+    request_id = await client.submit("svd", svd_payload())
+    simulator.add_fault("rate_limit", endpoint="status", reset_after=0.6)
+
+    started = time.monotonic()
+    await client.status(request_id)
+    waited = time.monotonic() - started
+
+    # The reset is 0.6 s after Segmind's `Date` (itself cut to the second), not an hour away.
+    assert 0.5 <= waited <= 3.0
+
+
+async def test_a_long_reset_is_honoured_in_full(
+    client: SegmindClient, simulator: Simulator
+) -> None:
+    request_id = await client.submit("svd", svd_payload())
+    simulator.add_fault("rate_limit", endpoint="status", reset_after=600)
+
+    polled = asyncio.create_task(client.status(request_id))
+    async with asyncio.timeout(10):
+        while client.budget.waiting_time() == 0:  # noqa: ASYNC110 (a moment, not an event)
+            await asyncio.sleep(0.01)
+    assert client.budget.waiting_time() > 590  # no cap on what Segmind asks for
+    polled.cancel()
+
+
 async def test_a_rate_limit_that_never_lifts_is_rate_limited(
     client: SegmindClient, simulator: Simulator
 ) -> None:
@@ -322,6 +352,67 @@ async def test_a_submit_whose_answer_is_lost_is_never_sent_again(
 
     assert len(simulator.requests("submit")) == 1
     assert len(simulator.jobs) == 1  # Segmind did take it: a second POST would bill twice.
+
+
+async def test_a_submit_answered_504_is_never_sent_again(
+    client: SegmindClient, simulator: Simulator
+) -> None:
+    simulator.add_fault("accepted_504", endpoint="submit")
+
+    with pytest.raises(SubmitOutcomeUnknown, match="HTTP 504"):
+        await client.submit("svd", svd_payload())
+
+    assert [entry.status for entry in simulator.requests("submit")] == [504]
+    assert len(simulator.jobs) == 1  # the gateway timed out, but the job runs behind it
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_a_submit_refused_by_segmind_itself_is_sent_again(
+    client: SegmindClient, simulator: Simulator, status: int
+) -> None:
+    simulator.add_fault("server_error", endpoint="submit", status=status)
+
+    await client.submit("svd", svd_payload())
+
+    assert [entry.status for entry in simulator.requests("submit")] == [status, 200]
+    assert len(simulator.jobs) == 1
+
+
+async def test_a_passing_404_on_a_running_job_is_checked_again_not_believed(
+    client: SegmindClient, simulator: Simulator
+) -> None:
+    request_id = await client.submit("svd", svd_payload())
+    simulator.add_fault("not_found", endpoint="status", count=2)
+
+    result = await client.wait(request_id, quick_schedule(0.3))
+
+    assert result.video_url.endswith(".mp4")
+    assert [e.status for e in simulator.requests("status")][:2] == [404, 404]
+
+
+async def test_a_404_that_persists_is_the_end_of_the_request(
+    client: SegmindClient, simulator: Simulator
+) -> None:
+    request_id = await client.submit("svd", svd_payload())
+    simulator.add_fault("not_found", endpoint="status", count=None)
+
+    with pytest.raises(RequestExpired):
+        await client.wait(request_id, quick_schedule(0.3))
+
+    assert [e.status for e in simulator.requests("status")] == [404] * (NOT_FOUND_RECHECKS + 1)
+
+
+async def test_a_404_for_a_request_older_than_the_retention_hour_is_final_at_once(
+    client: SegmindClient, simulator: Simulator
+) -> None:
+    request_id = await client.submit("svd", svd_payload())
+    simulator.add_fault("not_found", endpoint="status", count=None)
+    long_ago = time.time() - RETENTION_SECONDS - 60  # picked up again after a long downtime
+
+    with pytest.raises(RequestExpired):
+        await client.wait(request_id, quick_schedule(0.3), submitted_at=long_ago)
+
+    assert len(simulator.requests("status")) == 1
 
 
 async def test_a_submit_that_times_out_is_never_sent_again(

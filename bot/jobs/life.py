@@ -88,6 +88,8 @@ TABLE: dict[tuple[JobState | None, Event], Transition] = {
     (S.QUEUED, E.CANCEL_REQUESTED): _t(S.CANCELLED, RELEASE, STATUS, told=True),
     (S.QUEUED, E.SUBMIT_REFUSED): _ENDS_TOLD,  # refused before sending, or on a last retry
     (S.QUEUED, E.SERVER_LEFT): _QUIET_END,
+    # A model taken out of the catalogue: a job not yet sent cannot be; one that was is
+    # still watched by its request id and posted.
     (S.QUEUED, E.MODEL_RETIRED): _ENDS_TOLD,
     (S.SUBMITTING, E.SUBMITTED): _t(S.SUBMITTED, None, STATUS),
     (S.SUBMITTING, E.SUBMIT_REFUSED): _ENDS_TOLD,
@@ -95,7 +97,6 @@ TABLE: dict[tuple[JobState | None, Event], Transition] = {
     (S.SUBMITTING, E.SUBMIT_OUTCOME_UNKNOWN): _ENDS_TOLD,
     (S.SUBMITTING, E.CANCEL_REQUESTED): _t(S.CANCELLED_SENDING, None, STATUS, told=True),
     (S.SUBMITTING, E.SERVER_LEFT): Transition(S.CANCELLED_SENDING, quiet=True),
-    (S.SUBMITTING, E.MODEL_RETIRED): _ENDS_TOLD,
     (S.SUBMITTED, E.PROVIDER_QUEUED): _t(S.SUBMITTED, None, STATUS),
     (S.SUBMITTED, E.PROVIDER_PROCESSING): _t(S.SUBMITTED, None, STATUS),
     (S.SUBMITTED, E.COMPLETED): _t(S.COMPLETED, None, STATUS, VIDEO),
@@ -104,7 +105,6 @@ TABLE: dict[tuple[JobState | None, Event], Transition] = {
     (S.SUBMITTED, E.EXPIRED): _ENDS_TOLD,
     (S.SUBMITTED, E.CANCEL_REQUESTED): _t(S.CANCELLED_RUNNING, None, STATUS, told=True),
     (S.SUBMITTED, E.SERVER_LEFT): _QUIET_RUN,
-    (S.SUBMITTED, E.MODEL_RETIRED): _ENDS_TOLD,
     (S.COMPLETED, E.DELIVERED): _t(S.DELIVERED, CAPTURE, STATUS, told=True),
     (S.COMPLETED, E.DELIVERED_AS_LINK): _t(S.DELIVERED, CAPTURE, STATUS, told=True),
     (S.COMPLETED, E.DELIVERY_FAILED): _ENDS_TOLD,
@@ -117,7 +117,6 @@ TABLE: dict[tuple[JobState | None, Event], Transition] = {
     (S.CANCELLED_SENDING, E.SUBMIT_DEFERRED): _t(S.CANCELLED, RELEASE),
     (S.CANCELLED_SENDING, E.SUBMIT_OUTCOME_UNKNOWN): _t(S.CANCELLED, RELEASE),
     (S.CANCELLED_SENDING, E.SERVER_LEFT): Transition(S.CANCELLED_SENDING, quiet=True),
-    (S.CANCELLED_SENDING, E.MODEL_RETIRED): _t(S.CANCELLED, RELEASE),
     (S.CANCELLED_RUNNING, E.PROVIDER_QUEUED): _t(S.CANCELLED_RUNNING),
     (S.CANCELLED_RUNNING, E.PROVIDER_PROCESSING): _t(S.CANCELLED_RUNNING),
     (S.CANCELLED_RUNNING, E.COMPLETED): _t(S.CANCELLED, CAPTURE),
@@ -125,7 +124,6 @@ TABLE: dict[tuple[JobState | None, Event], Transition] = {
     (S.CANCELLED_RUNNING, E.BLOCKED): _t(S.CANCELLED, RELEASE),
     (S.CANCELLED_RUNNING, E.EXPIRED): _t(S.CANCELLED, CAPTURE),
     (S.CANCELLED_RUNNING, E.SERVER_LEFT): _QUIET_RUN,
-    (S.CANCELLED_RUNNING, E.MODEL_RETIRED): _t(S.CANCELLED, RELEASE),
 }
 
 # The job's fields an event may set, besides the state and the clock fields set below.
@@ -225,12 +223,18 @@ class Lifecycle:
         return self._after(Applied(admitted, None, E.ADMITTED, transition))
 
     async def apply(
-        self, job_id: str, event: Event, *, settles: int | None = None, **facts: Any
+        self,
+        job_id: str,
+        event: Event,
+        *,
+        settles: int | None = None,
+        settled_as: str = "sent",
+        **facts: Any,
     ) -> Applied:
         """Move the job by `event`, in one transaction, or raise TransitionRefused.
 
-        `settles` names an outbox message whose sending this event reports (a posted video),
-        marked done in the same transaction.
+        `settles` names an outbox message whose fate this event reports (a posted video, or
+        one that could not be), marked done as `settled_as` in the same transaction.
         """
         allowed = FACTS.get(event, frozenset())
         if unexpected := set(facts) - allowed:
@@ -248,7 +252,7 @@ class Lifecycle:
             await tx.update_job(job_id, {"state": transition.to.value, **changes})
             await self._write(tx, moved, transition, at=now)
             if settles is not None:
-                await tx.settle(settles, "sent", at=now)
+                await tx.settle(settles, settled_as, at=now)
         return self._after(Applied(moved, job.state, event, transition))
 
     @staticmethod

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from bot.failures import ModelRetired, RestartedMidSubmit, describe_failure
 from bot.jobs.job import Job, JobState
@@ -28,6 +28,16 @@ from bot.refusals import QueueFull
 from bot.store import Store
 
 log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    """What carries a job through its time at Segmind (`bot.jobs.worker.JobRunner`)."""
+
+    async def run(self, job: Job) -> None: ...
+
+    def stop_submitting(self) -> None: ...
+
+    async def wire_clear(self, timeout: float) -> bool: ...  # noqa: ASYNC109
 
 
 class CancelOutcome(enum.Enum):
@@ -51,19 +61,25 @@ class JobService:
         life: Lifecycle,
         quotas: Quotas,
         limits: QueueLimits,
-        run: Callable[[Job], Awaitable[None]],
+        runner: Runner,
     ) -> None:
-        """`run` carries a job through its time at Segmind (`JobRunner.run`)."""
+        self.runner = runner
         self.life = life
         self.store: Store = life.store
         self.quotas = quotas
         self.limits = limits
-        self.queue: JobQueue[Job] = JobQueue(run, limits)
+        self.queue: JobQueue[Job] = JobQueue(runner.run, limits)
 
     def start(self) -> None:
         self.queue.start()
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop: no new submit starts; one on the wire gets up to `grace` seconds to be answered
+        and recorded; then everything else (polls, waits) simply stops, as recorded."""
+        self.runner.stop_submitting()
+        if not await self.runner.wire_clear(grace):
+            log.warning("a submit was still on the wire after %.0f s; it is left to"
+                        " the next start as outcome unknown", grace)  # fmt: skip
         await self.queue.close()
 
     # --- admission ---
@@ -156,6 +172,13 @@ class JobService:
         log.info("left guild %s: %d unfinished job(s) let go", guild_id, ended)
         return ended
 
+    async def servers_left_meanwhile(self, present: set[int]) -> None:
+        """Discord does not replay a removal the bot missed while it was down: a server with
+        unfinished jobs that is not among the bot's servers now was left meanwhile."""
+        gone = {job.guild_id for job in await self.store.unfinished_jobs()} - present
+        for guild_id in gone:
+            await self.server_left(guild_id)
+
     async def recover(self) -> list[Job]:
         """Pick up every unfinished job of the last run, in the order they were made."""
         recovered = []
@@ -186,11 +209,12 @@ class JobService:
 def recovery_event(job: Job) -> Event | None:
     """What a restart must record about an unfinished job before anything runs it, if anything.
 
-    A job whose model left the catalogue is retired (its video, if made, is still posted); a
-    job caught mid-submit, with no request id recorded, may or may not be running at Segmind,
-    which nobody can find out: it is never sent again.
+    A waiting job whose model left the catalogue is retired (one already at Segmind is still
+    watched and posted: that needs only its request id); a job caught mid-submit, with no
+    request id recorded, may or may not be running at Segmind, which nobody can find out: it
+    is never sent again.
     """
-    if job.model is None and job.state is not JobState.COMPLETED:
+    if job.model is None and job.state is JobState.QUEUED:
         return Event.MODEL_RETIRED
     if job.state in (JobState.SUBMITTING, JobState.CANCELLED_SENDING):
         return Event.SUBMIT_OUTCOME_UNKNOWN

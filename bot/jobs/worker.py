@@ -9,8 +9,9 @@ it finished and only its answer says whether it did.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.failures import describe_failure
 from bot.jobs.job import Job, JobState
@@ -30,6 +31,10 @@ from bot.segmind import (
 
 log = logging.getLogger(__name__)
 
+
+class Stopping(Exception):
+    """The bot is shutting down: no new submit starts (the job waits for the next run)."""
+
 _PROVIDER_EVENTS = {"QUEUED": Event.PROVIDER_QUEUED, "PROCESSING": Event.PROVIDER_PROCESSING}
 _WATCHED = (JobState.SUBMITTED, JobState.CANCELLED_RUNNING)
 # Without a catalogue entry (a retired model still being watched) a minute is a fair guess.
@@ -41,6 +46,25 @@ class JobRunner:
     segmind: SegmindClient
     life: Lifecycle
     poll_interval_max: float = 10.0
+    # Submits between "about to send" and their recorded answer: a shutdown waits for them.
+    _on_the_wire: int = 0
+    _wire_clear: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: bool = False
+
+    def stop_submitting(self) -> None:
+        self._stopping = True
+        if not self._on_the_wire:
+            self._wire_clear.set()
+
+    async def wire_clear(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait until no submit is on the wire (up to `timeout`); False if one still is."""
+        if not self._on_the_wire:
+            return True
+        try:
+            await asyncio.wait_for(self._wire_clear.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def run(self, job: Job) -> None:
         """Carry a job from wherever it stands to the end of its time at Segmind.
@@ -56,6 +80,8 @@ class JobRunner:
         except TransitionRefused as moved_on:
             # Cancelled while it waited, or the bot left the server: the table said no more.
             log.info("job %s stopped: %s", job.id, moved_on)
+        except Stopping:
+            log.info("job %s waits for the next start: the bot is stopping", job.id)
         except Exception as error:
             # A bug or a full disk: the member still hears of it, and the credits settle.
             log.exception("job %s broke", job.id)
@@ -67,13 +93,22 @@ class JobRunner:
         except InvalidParameters as error:
             return await self._report(job, Event.SUBMIT_REFUSED, error)
 
+        sending = False
+
         async def starting() -> None:
-            nonlocal job
+            nonlocal job, sending
+            if self._stopping:
+                raise Stopping
             job = (await self.life.apply(job.id, Event.SUBMIT_STARTING)).job
+            sending = True
+            self._on_the_wire += 1
+            self._wire_clear.clear()
 
         async def deferred(error: SegmindError) -> None:
-            nonlocal job  # nothing was accepted: the job waits again, durably, before the pause
+            nonlocal job, sending  # nothing was accepted: the job waits again, durably
             job = await self._report(job, Event.SUBMIT_DEFERRED, error)
+            sending = False
+            self._off_the_wire()
 
         assert job.model is not None
         try:
@@ -81,10 +116,20 @@ class JobRunner:
                 job.model.slug, payload, before_send=starting, after_refusal=deferred
             )
         except SubmitOutcomeUnknown as error:
-            return await self._report(job, Event.SUBMIT_OUTCOME_UNKNOWN, error)
+            job = await self._report(job, Event.SUBMIT_OUTCOME_UNKNOWN, error)
         except SegmindError as error:
-            return await self._report(job, Event.SUBMIT_REFUSED, error)
-        return (await self.life.apply(job.id, Event.SUBMITTED, request_id=request_id)).job
+            job = await self._report(job, Event.SUBMIT_REFUSED, error)
+        else:
+            job = (await self.life.apply(job.id, Event.SUBMITTED, request_id=request_id)).job
+        finally:
+            if sending:  # the answer, whatever it was, is recorded (or the bot gave up waiting)
+                self._off_the_wire()
+        return job
+
+    def _off_the_wire(self) -> None:
+        self._on_the_wire -= 1
+        if not self._on_the_wire:
+            self._wire_clear.set()
 
     async def _watch(self, job: Job) -> None:
         assert job.request_id is not None

@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,8 @@ FaultKind = Literal[
     "expire",  # the request is forgotten: 404 from now on
     "slow",  # the answer comes `delay` seconds late (a submit is accepted first)
     "disconnect",  # the connection drops without an answer (a submit is accepted first)
+    "accepted_504",  # the submit is accepted, then answered 504 by the gateway in front
+    "not_found",  # a 404 for a request that exists (a passing hiccup: use with count)
     "large_video",  # the result video is `size` bytes
     "not_json",  # an HTML error page instead of JSON
     "missing_fields",  # 200 with an empty JSON object
@@ -113,6 +116,9 @@ class Simulator:
     jobs: dict[str, SimulatedJob] = field(default_factory=dict)
     log: list[LoggedRequest] = field(default_factory=list)
     clock: Any = time.monotonic
+    # How far the provider's wall clock is ahead of this host's: its `Date` and rate-limit
+    # reset times are on its own clock.
+    clock_skew: float = 0.0
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -240,6 +246,8 @@ class Simulator:
         fault = self._fault(endpoint, slug)
         if fault is not None and fault.kind in _ANSWERED_BY_FAULT - {"credits"}:
             return self._fault_answer(fault)
+        if fault is not None and fault.kind == "not_found":
+            return _json({"error": "Request not found or expired"}, 404)
         if job is not None and fault is not None:
             self._apply_to_job(job, fault)
         if job is None or job.expired or self.clock() - job.created > self.retention:
@@ -305,11 +313,15 @@ class Simulator:
             text = fault.error if "error" in fault.model_fields_set else _NO_CREDITS
             return _json({"error": text}, 406)
         if fault.kind == "rate_limit":
-            reset = datetime.now(UTC) + timedelta(seconds=fault.reset_after)
+            now = datetime.now(UTC) + timedelta(seconds=self.clock_skew)
+            reset = now + timedelta(seconds=fault.reset_after)
             return _json(
                 {"error": "Rate limit exceeded"},
                 429,
-                headers={"x-rate-limit-reset-at-utc": reset.isoformat()},
+                headers={
+                    "x-rate-limit-reset-at-utc": reset.isoformat(),
+                    "Date": format_datetime(now, usegmt=True),
+                },
             )
         if fault.kind == "missing_fields":
             return _json({})
@@ -354,6 +366,9 @@ class Simulator:
         if fault is not None and fault.kind == "disconnect" and request.transport is not None:
             # The work is done (a submitted job exists) but the answer never arrives.
             request.transport.close()
+        if fault is not None and fault.kind == "accepted_504":
+            # The job exists (and is billed), but the gateway gave up waiting for the answer.
+            return _json({"error": _REASONS[504]}, 504)
         return answer
 
     # --- Control, for tests driving a simulator in another process ---
