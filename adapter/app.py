@@ -24,6 +24,7 @@ from discord.ext import commands
 from adapter.sender import RetryPolicy as MessageRetry
 from adapter.sender import Sender
 from bot.config import Settings
+from bot.images import ImageKeeper
 from bot.jobs.housekeeping import Housekeeper
 from bot.jobs.job import Job
 from bot.jobs.life import Lifecycle
@@ -50,6 +51,7 @@ class VideoBot(commands.Bot):
     jobs: JobService
     sender: Sender
     housekeeper: Housekeeper
+    images: ImageKeeper
 
     def __init__(
         self, settings: Settings, *, handle_signals: bool = False, **options: object
@@ -92,6 +94,7 @@ class VideoBot(commands.Bot):
             self.session,
             settings.segmind_api_key.get_secret_value(),
             base_url=settings.segmind_base_url,
+            upload_url=settings.segmind_upload_url,
             budget=budget,
             retry=RetryPolicy(
                 attempts=settings.segmind_retry_attempts,
@@ -99,8 +102,16 @@ class VideoBot(commands.Bot):
             ),
         )
         self.life = Lifecycle(self.store)
+        self.images = ImageKeeper(
+            settings.database_path.parent / "images",
+            link_works=self._link_works,
+            upload=self.segmind.upload_image,
+        )
         runner = JobRunner(
-            self.segmind, self.life, poll_interval_max=settings.segmind_poll_interval_max
+            self.segmind,
+            self.life,
+            self.images,
+            poll_interval_max=settings.segmind_poll_interval_max,
         )
         self.jobs = JobService(
             self.life,
@@ -117,6 +128,7 @@ class VideoBot(commands.Bot):
             self.store,
             retention_days=settings.job_retention_days,
             downloads=settings.database_path.parent / "downloads",
+            images=self.images,
         )
         self.housekeeper.sweep_downloads()
         self.sender = Sender(
@@ -159,6 +171,16 @@ class VideoBot(commands.Bot):
             log.info("%s received: stopping (up to %.0f s for submits on the wire)",
                      received.name, self.settings.shutdown_grace_seconds)  # fmt: skip
             self._shutdown = asyncio.create_task(self.close(), name="shutdown")
+
+    async def _link_works(self, url: str) -> bool:
+        """Whether an input image's link still answers (Discord's expire after about a day)."""
+        try:
+            async with self.session.head(
+                url, timeout=aiohttp.ClientTimeout(total=15), allow_redirects=True
+            ) as response:
+                return response.status < 400
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
     async def _fetch_video(self, job: Job) -> Path:
         assert job.video_url is not None

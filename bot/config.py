@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     discord_token: SecretStr = Field(min_length=1)
     segmind_api_key: SecretStr = Field(min_length=1)
     segmind_base_url: str = "https://api.segmind.com"
+    segmind_upload_url: str = "https://workflows-api.segmind.com/upload-asset"
     database_path: Path = Path("data/bot.db")
     segmind_poll_interval_max: float = Field(default=10.0, gt=0, le=300)
     segmind_requests_per_minute: int = Field(default=50, ge=1)
@@ -43,7 +44,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("segmind_base_url")
+    @field_validator("segmind_base_url", "segmind_upload_url")
     @classmethod
     def _plain_http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

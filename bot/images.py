@@ -6,8 +6,14 @@ file name or the content type Discord reports.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import io
+import os
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
@@ -103,3 +109,75 @@ def _check_size(filename: str, size: int, limits: ImageLimits) -> None:
             f" {megabytes(limits.max_bytes)}."
         )
 
+
+
+# A Discord attachment link is signed for about a day; an image older than this is checked
+# before it is sent to Segmind again (Regenerate, or a job picked up late).
+CHECK_LINKS_OLDER_THAN = 3600.0
+_KINDS = {
+    "PNG": ("png", "image/png"),
+    "JPEG": ("jpg", "image/jpeg"),
+    "WebP": ("webp", "image/webp"),
+}
+_TYPES = {f".{extension}": content_type for extension, content_type in _KINDS.values()}
+
+
+class ImageKeeper:
+    """Keeps the bytes of each checked input image beside the database, so that a job can
+    still be sent once the image's own link has stopped working: they are uploaded to
+    Segmind's storage instead. Files are named by their content, shared by the jobs that use
+    them, readable by the owner only, and removed with the last job that uses them."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        link_works: Callable[[str], Awaitable[bool]],
+        upload: Callable[[bytes, str], Awaitable[str]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.directory = directory
+        self._link_works = link_works
+        self._upload = upload
+        self._clock = clock
+
+    def keep(self, data: bytes, checked: CheckedImage) -> str:
+        """Write the image (once) and return the name a job keeps to find it again."""
+        extension, _ = _KINDS[checked.format]
+        name = f"{hashlib.sha256(data).hexdigest()}.{extension}"
+        path = self.directory / name
+        if path.exists():
+            path.touch()  # in use again: not to be swept as unused (see forget_unused)
+        else:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".part")
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+            temporary.replace(path)
+        return name
+
+    async def usable_link(self, link: str, kept: str | None, taken_at: float) -> str:
+        """The link to send: the original while it may still work, else a fresh upload."""
+        if kept is None or self._clock() - taken_at < CHECK_LINKS_OLDER_THAN:
+            return link
+        if await self._link_works(link):
+            return link
+        path = self.directory / kept
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return link  # nothing better to offer: Segmind will say what it thinks
+        return await self._upload(data, _TYPES[path.suffix])
+
+    def forget_unused(self, used: set[str]) -> int:
+        """Remove the kept images no job refers to any more. One kept in the last hour may
+        belong to a job being admitted right now, not yet in `used`: it stays for now."""
+        if not self.directory.exists():
+            return 0
+        removed, recent = 0, self._clock() - 3600.0
+        for path in self.directory.iterdir():
+            if path.name not in used and path.stat().st_mtime < recent:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed

@@ -8,6 +8,7 @@ configured base URL and appears in no message.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -218,6 +219,7 @@ class SegmindClient:
         api_key: str,
         *,
         base_url: str = "https://api.segmind.com",
+        upload_url: str = "https://workflows-api.segmind.com/upload-asset",
         budget: RequestBudget | None = None,
         retry: RetryPolicy | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
@@ -225,6 +227,7 @@ class SegmindClient:
         self._session = session
         self._headers = {"x-api-key": api_key}
         self._base_url = base_url.rstrip("/")
+        self._upload_url = upload_url
         self.budget = budget or RequestBudget(50)
         self._retry = retry or RetryPolicy()
         self._timeout = timeout or aiohttp.ClientTimeout(total=60, sock_connect=10)
@@ -250,7 +253,7 @@ class SegmindClient:
         submit will be tried again, before the wait (to record that nothing is under way).
         """
         answer = await self._call(
-            "POST", f"/v2/{slug}", payload=payload,
+            "POST", f"/v2/{slug}", payload=payload, submit=True,
             before_send=before_send, after_refusal=after_refusal,
         )  # fmt: skip
         if _names_terminal_state(answer.body) and answer.body["status"] == "FAILED":
@@ -332,6 +335,20 @@ class SegmindClient:
                 # watching until the schedule gives up rather than throw the video away.
                 log.warning("still waiting for %s despite: %s", request_id, trouble)
 
+    async def upload_image(self, data: bytes, content_type: str) -> str:
+        """Put image bytes in Segmind's storage and return their URL (for an input image whose
+        own link no longer works). Not billed, so safe to try again."""
+        data_url = f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+        answer = await self._call("POST", self._upload_url, payload={"data_urls": [data_url]})
+        if answer.status >= 400:
+            raise self._error_for(answer, request_id=None)
+        urls = None
+        if isinstance(answer.body, dict):
+            urls = answer.body.get("file_urls") or answer.body.get("urls")
+        if not isinstance(urls, list) or not urls or not isinstance(urls[0], str):
+            raise MalformedResponse("Segmind's storage answered without a file URL")
+        return urls[0]
+
     async def download(self, url: str, *, max_bytes: int, directory: Path | None = None) -> Path:
         """Stream the video to a temporary file and return its path (the caller deletes it).
 
@@ -361,10 +378,12 @@ class SegmindClient:
         path: str,
         *,
         payload: Mapping[str, Any] | None = None,
+        submit: bool = False,
         before_send: Hook | None = None,
         after_refusal: RefusalHook | None = None,
     ) -> _Answer:
-        is_submit = method == "POST"
+        """`path` is under the base URL, or a whole URL of Segmind's (its storage upload)."""
+        is_submit = submit
         for attempt in range(self._retry.attempts):
             await self.budget.acquire()
             if before_send is not None:
@@ -407,7 +426,7 @@ class SegmindClient:
     async def _send(self, method: str, path: str, payload: Mapping[str, Any] | None) -> _Answer:
         async with self._session.request(
             method,
-            self._base_url + path,
+            path if path.startswith(("https://", "http://")) else self._base_url + path,
             json=payload,
             headers=self._headers,
             timeout=self._timeout,

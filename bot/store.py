@@ -144,13 +144,18 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX budget_sends_by_time ON budget_sends (at);
     CREATE INDEX ledger_by_time ON ledger (entry, at);
     """,
+    # 6: input images kept beside the database, for links that stop working
+    """
+    ALTER TABLE jobs ADD COLUMN image_file TEXT;
+    ALTER TABLE jobs ADD COLUMN image_taken_at REAL;
+    """,
 )
 
 _JOB_COLUMNS = (
     "id", "guild_id", "channel_id", "member_id", "model", "parameters", "state",
     "provider_state", "request_id", "video_url", "credits", "created_at", "submitted_at",
     "finished_at", "error", "failure", "interaction_id", "interaction_token",
-    "token_expires_at", "status_message_id", "filesize_limit",
+    "token_expires_at", "status_message_id", "filesize_limit", "image_file", "image_taken_at",
 )  # fmt: skip
 _UPDATABLE = frozenset(_JOB_COLUMNS) - {"id", "guild_id", "member_id", "model", "credits"}
 EVERYONE = 0
@@ -341,6 +346,13 @@ class Store:
                 (ledger_before, *UNFINISHED),
             )
         return pruned
+
+    async def kept_images(self) -> set[str]:
+        """The kept input images some job still refers to."""
+        rows = await self._rows(
+            "SELECT DISTINCT image_file FROM jobs WHERE image_file IS NOT NULL", []
+        )
+        return {row[0] for row in rows}
 
     async def delete_job(self, job_id: str) -> None:
         """Forget one job entirely (what pruning does to old ones)."""

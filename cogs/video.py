@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -184,24 +185,29 @@ class VideoCog(commands.Cog):
             values[model.image_parameter] = image.url
         parameters = model.validate(values).model_dump(exclude_none=True)
         await self.bot.jobs.check_room(interaction.guild_id, interaction.user.id, model.slug)
-        if image is not None:
-            await self._check_content(image)
+        kept = await self._check_and_keep(image) if image is not None else None
         return Job(
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
             member_id=interaction.user.id,
             slug=model.slug,
             parameters=_with_fresh_seed(model, parameters, keep=True),
+            image_file=kept,
+            image_taken_at=time.time() if kept else None,
         )
 
-    async def _check_content(self, attachment: discord.Attachment) -> None:
+    async def _check_and_keep(self, attachment: discord.Attachment) -> str:
+        """Download and decode the image; keep its bytes for when its link stops working."""
         try:
             data = await attachment.read()
         except discord.HTTPException:
             raise ImageRejected(
                 f"`{attachment.filename}` could not be downloaded from Discord."
             ) from None
-        await asyncio.to_thread(check_content, attachment.filename, data, self.image_limits)
+        checked = await asyncio.to_thread(
+            check_content, attachment.filename, data, self.image_limits
+        )
+        return await asyncio.to_thread(self.bot.images.keep, data, checked)
 
     async def _queue(self, interaction: discord.Interaction[VideoBot], job: Job) -> None:
         """Admit, store and queue the job; its status message is owed from then on."""
@@ -257,6 +263,9 @@ class VideoCog(commands.Cog):
             member_id=original.member_id,
             slug=model.slug,
             parameters=_with_fresh_seed(model, original.parameters, keep=False),
+            # The same image, by the same (perhaps by now dead) link and the kept bytes.
+            image_file=original.image_file,
+            image_taken_at=original.image_taken_at,
         )
 
 

@@ -35,6 +35,7 @@ def environment(
         "DISCORD_TOKEN": fake.token,
         "SEGMIND_API_KEY": api_key,
         "SEGMIND_BASE_URL": segmind_url,
+        "SEGMIND_UPLOAD_URL": f"{segmind_url}/upload-asset",
         "DATABASE_PATH": str(database),
         **{name.upper(): str(value) for name, value in settings.items()},
     }

@@ -142,6 +142,7 @@ def test_settings(simulator: Simulator, database: Path, **overrides: Any) -> Set
         "discord_token": "fake-token",
         "segmind_api_key": API_KEY,
         "segmind_base_url": simulator.url,
+        "segmind_upload_url": f"{simulator.url}/upload-asset",
         "database_path": database,
         "segmind_poll_interval_max": 0.05,
         "segmind_requests_per_minute": 100_000,

@@ -293,6 +293,7 @@ async def test_a_command_in_a_dm_is_refused_politely(world: World) -> None:
             "It said: Invalid parameters",
         ),
         ({"kind": "disconnect", "endpoint": "submit"}, "may or may not have started"),
+        ({"kind": "accepted_504", "endpoint": "submit"}, "may or may not have started"),
     ],
 )
 async def test_each_provider_failure_reaches_the_requester_in_plain_words(

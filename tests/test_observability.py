@@ -126,3 +126,18 @@ async def test_botstats_shows_this_servers_queue_jobs_failures_and_credits(
     assert "safety filter" in stats
     assert "Credits spent: 1" in stats
     assert "Average time to video: /grok-video" in stats
+
+
+async def test_botstats_counts_the_submits_whose_outcome_is_unknown(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    simulator.speed = 0.005
+    async with bot_world(simulator, tmp_path / "bot.db") as world:
+        simulator.add_fault("accepted_504", endpoint="submit")
+        lost = await world.slash(world.alice, "grok-video", {"prompt": "lost answer"})
+        assert "may or may not have started" in (await world.notice(lost)).content
+
+        stats = await world.reply_to(await world.slash(world.manager, "botstats"))
+
+    assert "unknown outcome (may have run and been billed unseen): 1" in stats
+    assert len(simulator.requests("submit")) == 1 and len(simulator.jobs) == 1

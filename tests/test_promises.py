@@ -249,3 +249,30 @@ async def test_a_member_at_a_limit_is_refused_before_the_image_is_downloaded(
         assert [entry.slug for entry in simulator.requests("submit")] == (
             ["grok-imagine-video"] if limit == "queue" else []
         )
+
+
+async def test_regenerate_after_the_image_link_stopped_working_sends_the_kept_image(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    simulator.speed = 0.005
+    async with bot_world(simulator, tmp_path / "bot.db") as world:
+        attachment = world.image("cat.png", png_bytes(80, 60))
+        await world.slash(world.alice, "svd", {"seed": 3}, attachments={"image": attachment})
+        [video] = await world.delivered()
+        await world.fake.wait_for(world.settled)
+        # A day later: Discord no longer serves the attachment's signed link.
+        world.fake.expire_attachment(attachment)
+        await world.rewrite_jobs("SET image_taken_at = image_taken_at - 86400")
+        [regenerate_id] = [cid for cid in video.custom_ids if cid.startswith("job:regenerate:")]
+
+        click = await world.fake.click(world.guild, world.alice, video, regenerate_id)
+
+        assert "Queued as job" in await world.reply_to(click)
+        await world.delivered(2)
+
+    first, second = (job.payload["image"] for job in simulator.jobs.values())
+    assert first == attachment["url"]
+    assert "/uploads/" in second  # the kept bytes, through Segmind's storage
+    [uploaded] = simulator.uploads.values()
+    assert uploaded == png_bytes(80, 60)
+    assert [entry.status for entry in simulator.requests("submit")] == [200, 200]

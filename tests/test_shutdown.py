@@ -7,6 +7,8 @@ import asyncio
 import signal
 from pathlib import Path
 
+import pytest
+
 from bot.simulator import Simulator
 from tests.bot_process import bot_process, slash_queued
 from tests.bot_world import job_states, states_become
@@ -63,8 +65,9 @@ async def test_sigterm_lets_a_submit_on_the_wire_be_answered_and_recorded(
     assert "SIGTERM received" in log.read_text()
 
 
-async def test_sigterm_while_a_submit_waits_for_the_budget_sends_it_after_the_restart(
-    simulator: Simulator, tmp_path: Path
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+async def test_a_stop_while_a_submit_waits_for_the_budget_sends_it_after_the_restart(
+    simulator: Simulator, tmp_path: Path, stop: signal.Signals
 ) -> None:
     simulator.speed = 0.02
     database, log = tmp_path / "bot.db", tmp_path / "bot.log"
@@ -81,9 +84,9 @@ async def test_sigterm_while_a_submit_waits_for_the_budget_sends_it_after_the_re
             await states_become(database, fake, {"first": "submitted"})
             await slash_queued(fake, guild, bob, "grok-video", {"prompt": "waiting"})
 
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(stop)
 
-            assert await stopped(process, GRACE + 10) == 0
+            assert await stopped(process, GRACE + 10) == (0 if stop is signal.SIGTERM else -9)
         states = await job_states(database)
         assert states["waiting"][1] == "queued"  # nothing was sent, so nothing is unknown
 
@@ -92,22 +95,26 @@ async def test_sigterm_while_a_submit_waits_for_the_budget_sends_it_after_the_re
     assert sorted(e.slug for e in simulator.requests("submit")) == ["grok-imagine-video"] * 2
 
 
-async def test_kill_9_while_sitting_out_a_429_resubmits_once_after_the_reset(
-    simulator: Simulator, tmp_path: Path
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+async def test_a_stop_while_sitting_out_a_429_resubmits_once_after_the_reset(
+    simulator: Simulator, tmp_path: Path, stop: signal.Signals
 ) -> None:
     simulator.speed = 0.02
     database, log = tmp_path / "bot.db", tmp_path / "bot.log"
     async with FakeDiscord() as fake:
         guild = fake.add_guild("Studio")
         alice = guild.add_member("alice")
-        async with bot_process(fake, simulator, database, log):
+        async with bot_process(
+            fake, simulator, database, log, shutdown_grace_seconds=GRACE
+        ) as process:
             await started(fake)
             simulator.add_fault("rate_limit", endpoint="submit", reset_after=3.0)
             await slash_queued(fake, guild, alice, "grok-video", {"prompt": "held back"})
             await fake.wait_for(lambda: simulator.requests("submit"), timeout=30)
             # Back to waiting, durably, before the pause: a restart must send it again.
             await states_become(database, fake, {"held back": "queued"})
-        # SIGKILL
+            process.send_signal(stop)
+            await stopped(process, GRACE + 10)
 
         limited_at = simulator.requests("submit")[0].at
         async with bot_process(fake, simulator, database, log):

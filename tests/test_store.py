@@ -174,3 +174,27 @@ async def test_leftover_temporary_videos_are_swept_at_start_up(tmp_path: Path) -
     assert keeper.sweep_downloads() == 1
     assert list(downloads.iterdir()) == []
     await store.close()
+
+
+async def test_kept_images_are_private_shared_and_removed_with_their_last_job(
+    tmp_path: Path,
+) -> None:
+    from bot.images import CheckedImage, ImageKeeper
+
+    async def never(*_: object) -> bool:
+        raise AssertionError("not asked in this test")
+
+    clock = [time.time()]
+    keeper = ImageKeeper(tmp_path / "images", link_works=never, upload=never,
+                         clock=lambda: clock[0])  # fmt: skip
+    png = CheckedImage("PNG", 2, 2)
+    name = keeper.keep(b"one image", png)
+    assert keeper.keep(b"one image", png) == name  # the same bytes, the same file
+    other = keeper.keep(b"another image", png)
+    assert stat.S_IMODE((tmp_path / "images" / name).stat().st_mode) == 0o600
+
+    assert keeper.forget_unused({name}) == 0  # the unused one is too new to judge yet
+    clock[0] += 2 * 3600
+    assert keeper.forget_unused({name}) == 1
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [name]
+    assert other != name

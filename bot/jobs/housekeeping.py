@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bot.images import ImageKeeper
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -24,12 +25,14 @@ class Housekeeper:
         *,
         retention_days: float,
         downloads: Path,
+        images: ImageKeeper | None = None,
         interval: float = 3600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.retention = retention_days * DAY
         self.downloads = downloads
+        self.images = images
         self.interval = interval
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
@@ -57,6 +60,9 @@ class Housekeeper:
             ledger_before=now - max(self.retention, LONGEST_PERIOD),
         )
         await self.store.forget_tokens_of_ended_jobs()
+        if self.images is not None:
+            used = await self.store.kept_images()  # read first: a file is never removed early
+            await asyncio.to_thread(self.images.forget_unused, used)
         if pruned:
             log.info("pruned %d job(s) finished over %.0f days ago", pruned, self.retention / DAY)
         return pruned

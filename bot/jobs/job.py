@@ -67,6 +67,10 @@ class Job:
     token_expires_at: float | None = None
     status_message_id: int | None = None
     filesize_limit: int | None = None
+    # The input image's bytes kept beside the database (`bot.images.ImageKeeper`), and when the
+    # member gave it: its link may have stopped working by the time the job is (re)sent.
+    image_file: str | None = None
+    image_taken_at: float | None = None
 
     @property
     def model(self) -> VideoModel | None:

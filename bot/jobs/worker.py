@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.failures import describe_failure
+from bot.images import ImageKeeper
 from bot.jobs.job import Job, JobState
 from bot.jobs.life import Event, Lifecycle, TransitionRefused
 from bot.models import InvalidParameters
@@ -45,6 +47,7 @@ _UNKNOWN_TYPICAL_SECONDS = 60.0
 class JobRunner:
     segmind: SegmindClient
     life: Lifecycle
+    images: ImageKeeper | None = None
     poll_interval_max: float = 10.0
     # Submits between "about to send" and their recorded answer: a shutdown waits for them.
     _on_the_wire: int = 0
@@ -89,8 +92,8 @@ class JobRunner:
 
     async def _submit(self, job: Job) -> Job:
         try:
-            payload = job.payload()
-        except InvalidParameters as error:
+            payload = await self._payload(job)
+        except (InvalidParameters, SegmindError) as error:  # SegmindError: the image upload
             return await self._report(job, Event.SUBMIT_REFUSED, error)
 
         sending = False
@@ -130,6 +133,17 @@ class JobRunner:
         self._on_the_wire -= 1
         if not self._on_the_wire:
             self._wire_clear.set()
+
+    async def _payload(self, job: Job) -> dict[str, Any]:
+        """The payload, with an image link that still works (a kept copy if it no longer does)."""
+        payload = job.payload()
+        field_ = job.model.image_parameter if job.model else None
+        if self.images is None or field_ is None or field_ not in payload:
+            return payload
+        payload[field_] = await self.images.usable_link(
+            payload[field_], job.image_file, job.image_taken_at or job.created_at
+        )
+        return payload
 
     async def _watch(self, job: Job) -> None:
         assert job.request_id is not None

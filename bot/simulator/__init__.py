@@ -9,6 +9,7 @@ be injected to rehearse what the real provider does on a bad day.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import time
 import uuid
@@ -17,7 +18,9 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -121,6 +124,7 @@ class Simulator:
     clock_skew: float = 0.0
 
     def __post_init__(self) -> None:
+        self.uploads: dict[str, bytes] = {}
         self._rng = random.Random(self.seed)
         self._sample = SAMPLE_VIDEO.read_bytes()
         self._runner: web.AppRunner | None = None
@@ -136,6 +140,8 @@ class Simulator:
                 web.get("/v2/requests/{request_id}/status", self._status),
                 web.get("/v2/requests/{request_id}", self._result),
                 web.get("/files/{request_id}.mp4", self._file),
+                web.post("/upload-asset", self._upload),
+                web.get("/uploads/{name}", self._uploaded),
                 web.post("/_simulator/faults", self._add_faults),
                 web.delete("/_simulator/faults", self._clear_faults),
                 web.get("/_simulator/log", self._log),
@@ -218,6 +224,9 @@ class Simulator:
             return _json({"error": " ".join(error.problems)}, 400)
         except (ValueError, AttributeError):
             return _json({"error": "The request body must be a JSON object"}, 400)
+        if unreachable := await self._unreachable_image(model, payload):
+            problem = f"Invalid parameters: the image {unreachable} could not be fetched"
+            return _json({"error": problem}, 400)
         job = self._new_job(slug, payload, fault)
         request[_REQUEST_ID] = job.request_id
         base = f"{request.scheme}://{request.host}/v2/requests/{job.request_id}"
@@ -291,6 +300,37 @@ class Simulator:
             await response.write(chunk[: size - offset])
         await response.write_eof()
         return response
+
+    async def _unreachable_image(self, model: Any, payload: dict[str, Any]) -> str | None:
+        """Segmind fetches the input image itself. Only links on this machine are tried (the
+        fake Discord's CDN, this simulator's uploads): a test never reaches the internet."""
+        link = payload.get(model.image_parameter) if model.image_parameter else None
+        if not isinstance(link, str) or urlsplit(link).hostname not in ("127.0.0.1", "localhost"):
+            return None
+        try:
+            async with aiohttp.ClientSession() as session, session.get(link) as answer:
+                return None if answer.status < 400 else link
+        except aiohttp.ClientError:
+            return link
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """Segmind's storage: data URLs in, public URLs out."""
+        if refusal := self._refuse(request):
+            return refusal
+        body = await request.json()
+        urls = []
+        for data_url in body.get("data_urls", []):
+            header, _, encoded = data_url.partition(",")
+            name = f"{uuid.uuid4().hex}.{header.split('/')[-1].split(';')[0]}"
+            self.uploads[name] = base64.b64decode(encoded)
+            urls.append(f"{request.scheme}://{request.host}/uploads/{name}")
+        return _json({"file_urls": urls})
+
+    async def _uploaded(self, request: web.Request) -> web.StreamResponse:
+        data = self.uploads.get(request.match_info["name"])
+        if data is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=data, content_type="application/octet-stream")
 
     # --- Faults ---
 
@@ -410,8 +450,10 @@ def _endpoint_of(request: web.Request) -> str:
     path = request.path
     if path.startswith("/_simulator/"):
         return "control"
-    if path.startswith("/files/"):
+    if path.startswith(("/files/", "/uploads/")):
         return "file"
+    if path == "/upload-asset":
+        return "upload"
     if path.endswith("/status"):
         return "status"
     if path.startswith("/v2/requests/"):

@@ -166,6 +166,10 @@ class FakeDiscord(Gateway, RestRoutes):
         attachment.width, attachment.height = width, height
         return attachment.to_payload()
 
+    def expire_attachment(self, attachment: Json) -> None:
+        """Its CDN link stops working (404), as Discord's signed links do after about a day."""
+        self._files[int(attachment["id"])].expired = True
+
     # ---------------------------------------------------------------- inspection
 
     @property

@@ -1045,7 +1045,11 @@ class RestRoutes(World):
     async def _download(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         attachment = self._files.get(int(request.match_info["attachment_id"]))
-        if attachment is None or attachment.filename != request.match_info["filename"]:
+        if (
+            attachment is None
+            or attachment.filename != request.match_info["filename"]
+            or attachment.expired
+        ):
             self.requests.append(RequestRecord("GET", path, 404, _now()))
             return web.Response(status=404, text="Not Found")
         self.requests.append(RequestRecord("GET", path, 200, _now()))

@@ -472,6 +472,8 @@ class FakeAttachment:
     width: int | None = None
     height: int | None = None
     ephemeral: bool = False
+    # Discord's signed CDN links stop working after about a day.
+    expired: bool = False
 
     @property
     def size(self) -> int:
