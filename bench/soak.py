@@ -3,9 +3,10 @@
 The bot runs as its own process (`python -m bot`, pointed at the loopback fake Discord); the
 fake Discord and the simulator run here. Members across many guilds send slash commands of all
 five models; the simulator answers 10 % of status polls with a 5xx, sends bursts of 429, fails
-2 % of jobs with a safety error and refuses 1 % of submits for credits, and answers some
-requests slowly. At the end every job is accounted for, from Discord's side, Segmind's side and
-the bot's own database.
+2 % of jobs with a safety error, refuses 1 % of submits for credits, accepts 1 % of submits and
+answers them 504 (the job runs unseen), and answers some requests slowly. Halfway through, the
+bot is killed (SIGKILL) and started again. At the end every job is accounted for, from
+Discord's side, Segmind's side (its hidden jobs included) and the bot's own database.
 
 Run from the repository root: python bench/soak.py [--jobs 1000 --guilds 100 --members 500]
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import itertools
 import json
 import random
 import sqlite3
@@ -24,6 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -53,6 +54,7 @@ class SoakConfig:
     burst_every: float = 20.0
     seed: int = 1
     timeout: float = 1200.0
+    restart_halfway: bool = True
 
 
 @dataclass
@@ -73,6 +75,8 @@ class SoakReport:
     budget: int = 0
     requests: int = 0
     seconds: float = 0.0
+    restarts: int = 0
+    outcome_unknown: int = 0
     failure_reasons: collections.Counter[str] = field(default_factory=collections.Counter)
 
     @property
@@ -88,7 +92,8 @@ class SoakReport:
             f"credits reserved {self.credits_reserved} - spent {self.credits_spent}"
             f" - refunded {self.credits_refunded} = {self.credit_balance}"
             f" (still held: {self.credits_still_held})",
-            f"failures: {dict(self.failure_reasons)}",
+            f"failures: {dict(self.failure_reasons)}; submits of unknown outcome"
+            f" {self.outcome_unknown}; restarts {self.restarts}",
             f"event-loop lag p99 {self.loop_lag_p99_ms:.1f} ms; peak RSS {self.peak_rss_mb:.0f} MB",
             f"requests at Segmind: {self.requests} over {self.seconds:.0f} s;"
             f" busiest 60 s window {self.busiest_minute} (budget {self.budget})",
@@ -97,6 +102,7 @@ class SoakReport:
 
 def configure_faults(simulator: Simulator) -> None:
     simulator.add_fault("credits", endpoint="submit", probability=0.01, count=None)
+    simulator.add_fault("accepted_504", endpoint="submit", probability=0.01, count=None)
     simulator.add_fault("content_blocked", endpoint="submit", probability=0.02, count=None)
     simulator.add_fault("server_error", endpoint="status", probability=0.10, count=None, status=502)
     simulator.add_fault("slow", endpoint="status", probability=0.02, count=None, delay=2.0)
@@ -154,20 +160,25 @@ async def run_soak(config: SoakConfig, workdir: Path) -> SoakReport:
             cast = build_cast(fake, config)
             env = bot_environment(fake, simulator, config, database)
             log = (workdir / "bot.log").open("w")
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, str(SCRIPT),
-                env=env, cwd=workdir, stdout=log, stderr=log,
-            )  # fmt: skip
+            process = await start_bot(fake, env, workdir, log)
             bursts = asyncio.create_task(bursts_of_429(simulator, config.burst_every))
             try:
-                await fake.wait_for(lambda: fake.sync_count >= 1, timeout=60)
-                await asyncio.sleep(1.0)
-                sent = await send_commands(fake, cast, config)
+                half = config.jobs // 2 if config.restart_halfway else config.jobs
+                sent = await send_commands(fake, cast, config, range(half))
+                if config.restart_halfway:
+                    # Every command so far answered; then killed with jobs waiting, running,
+                    # mid-submit and being posted.
+                    await fake.wait_for(lambda: all(map(answered, sent)), timeout=120)
+                    process.kill()
+                    await process.wait()
+                    await fake.wait_for(lambda: not fake.connected, timeout=30)
+                    report.restarts += 1
+                    process = await start_bot(fake, env, workdir, log)
+                    sent += await send_commands(fake, cast, config, range(half, config.jobs))
                 await fake.wait_for(
                     lambda: all_settled(database, len(sent)), timeout=config.timeout,
-                    message="every job finished",
+                    message="every job finished and every message sent",
                 )  # fmt: skip
-                await asyncio.sleep(2.0)  # room for a duplicate to show, were there one
                 report.peak_rss_mb = peak_rss_mb(process.pid)
                 beat = json.loads(health_file(database).read_text())
                 report.loop_lag_p99_ms = float(beat.get("loop_lag_p99_ms", 0.0))
@@ -183,6 +194,20 @@ async def run_soak(config: SoakConfig, workdir: Path) -> SoakReport:
     return report
 
 
+async def start_bot(
+    fake: FakeDiscord, env: dict, workdir: Path, log: Any
+) -> asyncio.subprocess.Process:
+    """A bot process, once it is connected and has registered its commands."""
+    syncs = fake.sync_count
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(SCRIPT), env=env, cwd=workdir, stdout=log, stderr=log,
+    )  # fmt: skip
+    first_start = syncs == 0
+    await fake.wait_for(lambda: fake.sync_count >= 1 if first_start else True, timeout=60)
+    await fake.wait_for(lambda: fake.connected, timeout=60, message="the bot connected")
+    return process
+
+
 def build_cast(fake: FakeDiscord, config: SoakConfig) -> list[tuple[FakeGuild, FakeMember]]:
     guilds = [fake.add_guild(f"Guild {n}") for n in range(config.guilds)]
     return [
@@ -192,16 +217,18 @@ def build_cast(fake: FakeDiscord, config: SoakConfig) -> list[tuple[FakeGuild, F
 
 
 async def send_commands(
-    fake: FakeDiscord, cast: list[tuple[FakeGuild, FakeMember]], config: SoakConfig
+    fake: FakeDiscord,
+    cast: list[tuple[FakeGuild, FakeMember]],
+    config: SoakConfig,
+    numbers: range,
 ) -> list[FakeInteraction]:
-    rng = random.Random(config.seed)
+    rng = random.Random(config.seed + numbers.start)
     image = png_bytes(96, 96, noisy=True)
-    kinds = itertools.cycle(COMMANDS)
     sent = []
     gap = config.arrival_seconds / max(config.jobs, 1)
-    for number in range(config.jobs):
+    for number in numbers:
         guild, member = cast[number % len(cast)]
-        command = next(kinds)
+        command = COMMANDS[number % len(COMMANDS)]
         attachments = None
         if command in TAKES_IMAGE or (command == "pixverse" and rng.random() < 0.5):
             attachments = {"image": fake.add_attachment(f"in{number}.png", image, "image/png")}
@@ -214,6 +241,12 @@ async def send_commands(
     return sent
 
 
+def answered(interaction: FakeInteraction) -> bool:
+    """The bot settled the member's reply: the job was admitted, or refused in words."""
+    reply = interaction.original
+    return reply is not None and not reply.loading and not reply.content.startswith("Sending")
+
+
 def all_settled(database: Path, expected: int) -> bool:
     if not database.exists():
         return False
@@ -221,7 +254,9 @@ def all_settled(database: Path, expected: int) -> bool:
         total, open_ = db.execute(
             "SELECT COUNT(*), SUM(state NOT IN ('delivered', 'failed', 'cancelled')) FROM jobs"
         ).fetchone()
-    return total == expected and not open_
+        # Nothing still owed to anyone: no duplicate can still be on its way.
+        (owed,) = db.execute("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL").fetchone()
+    return total == expected and not open_ and not owed
 
 
 def account(
@@ -237,6 +272,9 @@ def account(
             "SELECT id, interaction_id, state, credits, COALESCE((SELECT MAX(entry) FROM ledger"
             " WHERE job_id = jobs.id AND entry != 'reserve'), 'reserve'), error FROM jobs"
         ).fetchall()
+        (report.outcome_unknown,) = db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE failure = 'SubmitOutcomeUnknown'"
+        ).fetchone()
     by_interaction = {row[1]: row for row in rows}
     messages = [m for m in fake.messages if not m.deleted]
     results = collections.Counter(

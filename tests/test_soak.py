@@ -34,3 +34,4 @@ async def test_a_hundred_jobs_under_faults_lose_nothing_and_double_nothing(tmp_p
     )
     assert report.busiest_minute <= config.requests_per_minute
     assert report.delivered >= 80  # the faults are a few percent, not most jobs
+    assert report.restarts == 1  # killed halfway, started again: the invariants held through it
