@@ -72,6 +72,7 @@ class VideoBot(commands.Bot):
         self._shutdown: asyncio.Task[None] | None = None
         self._teardown: asyncio.Future[None] | None = None
         self._queue_started = False
+        self._set_up = asyncio.Event()
         self._gateway_up = False
         self.loop_lag = LoopLagMonitor()
         self.heartbeat: Heartbeat | None = None
@@ -158,6 +159,7 @@ class VideoBot(commands.Bot):
             interval=settings.health_interval_seconds,
         )
         self.heartbeat.start()
+        self._set_up.set()
 
     def _stop_on_signals(self) -> None:
         # `docker stop` sends SIGTERM, Ctrl-C SIGINT: both stop starting submits, let those on
@@ -170,7 +172,13 @@ class VideoBot(commands.Bot):
         if self._shutdown is None:
             log.info("%s received: stopping (up to %.0f s for submits on the wire)",
                      received.name, self.settings.shutdown_grace_seconds)  # fmt: skip
-            self._shutdown = asyncio.create_task(self.close(), name="shutdown")
+            self._shutdown = asyncio.create_task(self._stop_after_setup(), name="shutdown")
+
+    async def _stop_after_setup(self) -> None:
+        # A stop during start-up waits for it: closing what setup_hook is still building would
+        # crash it (and it starts no submit: the queue starts later, on_ready).
+        await self._set_up.wait()
+        await self.close()
 
     async def _link_works(self, url: str) -> bool:
         """Whether an input image's link still answers (Discord's expire after about a day)."""

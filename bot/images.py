@@ -7,9 +7,11 @@ file name or the content type Discord reports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -147,15 +149,20 @@ class ImageKeeper:
         name = f"{hashlib.sha256(data).hexdigest()}.{extension}"
         path = self.directory / name
         if path.exists():
-            path.touch()  # in use again: not to be swept as unused (see forget_unused)
-        else:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".part")
-            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(handle, "wb") as file:
-                file.write(data)
-            temporary.replace(path)
+            self.keep_again(name)
+            return name
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # A name of its own per write: two admissions of one image may write it at once.
+        handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".part")  # 0600
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
         return name
+
+    def keep_again(self, name: str) -> None:
+        """A new job uses a kept image: not to be swept as unused for a while (forget_unused)."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.directory / name).touch()
 
     async def usable_link(self, link: str, kept: str | None, taken_at: float) -> str:
         """The link to send: the original while it may still work, else a fresh upload."""

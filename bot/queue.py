@@ -85,6 +85,7 @@ class JobQueue(Generic[T]):
         self._guilds: dict[int, _GuildQueue[T]] = {}
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._stopped = False
 
     # --- Lifecycle ---
 
@@ -162,7 +163,13 @@ class JobQueue(Generic[T]):
             self._wake.clear()
             self._start_what_fits()
 
+    def stop_starting(self) -> None:
+        """Start no more waiting jobs (a shutdown): they stay waiting, as stored."""
+        self._stopped = True
+
     def _start_what_fits(self) -> None:
+        if self._stopped:
+            return
         started = True
         while started and self._running_count() < self.limits.global_concurrency:
             started = False

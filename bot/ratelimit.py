@@ -61,8 +61,10 @@ class RequestBudget:
 
     def restore(self, sent: Iterable[float], resume_at: float = 0.0) -> None:
         """Continue where the last run stopped: its send times, and a reset it was waiting for."""
-        self._sent.extend(sorted(sent)[-self.limit :])
-        if resume_at > self._clock():
+        now = self._clock()
+        # A send "in the future" means the clock was set back since: count it as now.
+        self._sent.extend(min(moment, now) for moment in sorted(sent)[-self.limit :])
+        if resume_at + self.window > now:  # waiting for the reset, or still pacing after it
             self._pause_until(resume_at)
 
     async def acquire(self) -> None:
@@ -94,8 +96,10 @@ class RequestBudget:
         """How long a request made now would wait (0 when it could go at once)."""
         now = self._clock()
         wait = self._resume_at - now
+        # Times past "now" (the wall clock stepped back) count as now: never a longer wait
+        # than one window.
         if len(self._sent) == self.limit:
-            wait = max(wait, self._sent[0] + self.window - now)
+            wait = max(wait, min(self._sent[0], now) + self.window - now)
         if now < self._paced_until and self._sent:
-            wait = max(wait, self._sent[-1] + self.window / self.limit - now)
+            wait = max(wait, min(self._sent[-1], now) + self.window / self.limit - now)
         return max(0.0, wait)

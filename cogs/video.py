@@ -257,6 +257,8 @@ class VideoCog(commands.Cog):
                 f"This bot no longer offers `{original.slug}`, so this video cannot be made again."
             )
         await self.bot.jobs.check_room(original.guild_id, original.member_id, model.slug)
+        if original.image_file is not None:
+            self.bot.images.keep_again(original.image_file)
         return Job(
             guild_id=original.guild_id,
             channel_id=interaction.channel_id or original.channel_id,

@@ -140,3 +140,23 @@ async def test_a_restarted_budget_continues_the_window_and_the_pending_reset(
 
     assert grants[0] >= 1000.0 + 61.0  # the five sent before the restart still count
     await store.close()
+
+
+async def test_a_restart_just_after_a_reset_still_paces_the_requests() -> None:
+    budget, clock, grants = virtual_budget(50)
+    budget.restore([], resume_at=clock() - 2.0)  # the reset passed 2 s before this start
+
+    await asyncio.gather(*(budget.acquire() for _ in range(10)))
+
+    gaps = [later - earlier for earlier, later in itertools.pairwise(grants)]
+    assert min(gaps) == pytest.approx(61.0 / 50)  # still spread out, not a burst
+
+
+async def test_sends_stamped_in_the_future_never_hold_the_budget_longer_than_a_window() -> None:
+    budget, clock, grants = virtual_budget(5)
+    # Written before the host's clock was set back ten minutes.
+    budget.restore([clock() + 600.0] * 5)
+
+    await budget.acquire()
+
+    assert grants[0] - 1000.0 == pytest.approx(61.0)

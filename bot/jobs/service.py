@@ -76,6 +76,7 @@ class JobService:
     async def close(self, grace: float = 0.0) -> None:
         """Stop: no new submit starts; one on the wire gets up to `grace` seconds to be answered
         and recorded; then everything else (polls, waits) simply stops, as recorded."""
+        self.queue.stop_starting()
         self.runner.stop_submitting()
         if not await self.runner.wire_clear(grace):
             log.warning("a submit was still on the wire after %.0f s; it is left to"

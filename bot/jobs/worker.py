@@ -91,6 +91,8 @@ class JobRunner:
             await self._report_broken(job, error)
 
     async def _submit(self, job: Job) -> Job:
+        if self._stopping:
+            raise Stopping  # not even a budget slot is taken
         try:
             payload = await self._payload(job)
         except (InvalidParameters, SegmindError) as error:  # SegmindError: the image upload
@@ -102,10 +104,11 @@ class JobRunner:
             nonlocal job, sending
             if self._stopping:
                 raise Stopping
-            job = (await self.life.apply(job.id, Event.SUBMIT_STARTING)).job
+            # Counted before the commit: a shutdown arriving during it waits for this submit.
             sending = True
             self._on_the_wire += 1
             self._wire_clear.clear()
+            job = (await self.life.apply(job.id, Event.SUBMIT_STARTING)).job
 
         async def deferred(error: SegmindError) -> None:
             nonlocal job, sending  # nothing was accepted: the job waits again, durably
