@@ -24,6 +24,7 @@ from discord.ext import commands
 from adapter.sender import RetryPolicy as MessageRetry
 from adapter.sender import Sender
 from bot.config import Settings
+from bot.durations import Durations
 from bot.images import ImageKeeper
 from bot.jobs.housekeeping import Housekeeper
 from bot.jobs.job import Job
@@ -52,6 +53,7 @@ class VideoBot(commands.Bot):
     sender: Sender
     housekeeper: Housekeeper
     images: ImageKeeper
+    durations: Durations
 
     def __init__(
         self, settings: Settings, *, handle_signals: bool = False, **options: object
@@ -108,10 +110,12 @@ class VideoBot(commands.Bot):
             link_works=self._link_works,
             upload=self.segmind.upload_image,
         )
+        self.durations = Durations(self.store)
         runner = JobRunner(
             self.segmind,
             self.life,
             self.images,
+            self.durations,
             poll_interval_max=settings.segmind_poll_interval_max,
         )
         self.jobs = JobService(
@@ -137,6 +141,7 @@ class VideoBot(commands.Bot):
             self.life,
             fetch_video=self._fetch_video,
             place=self.jobs.place,
+            estimate=self.durations.estimate,
             status_interval=settings.status_update_seconds,
             retry=MessageRetry(base=settings.message_retry_seconds),
         )

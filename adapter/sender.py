@@ -17,9 +17,10 @@ import datetime
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import discord
@@ -27,10 +28,12 @@ import discord
 from adapter.recipient import MessageGone, Recipient, permanent, send_video
 from adapter.status import render_status
 from adapter.views import cancel_view, custom_ids, regenerate_marker, regenerate_view
+from bot.durations import DurationEstimate
 from bot.failures import DeliveryRefused, describe_failure
 from bot.formats import clock, fit, quoted
 from bot.jobs.job import Job, JobState
 from bot.jobs.life import Applied, Event, Lifecycle, Owed, TransitionRefused
+from bot.models import VideoModel
 from bot.segmind import SegmindError, VideoDownloadFailed, VideoTooLarge
 from bot.store import OwedMessage, Store
 
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 
 FetchVideo = Callable[[Job], Awaitable[Path]]
 Place = Callable[[Job], "tuple[int, int] | None"]
+Estimate = Callable[[VideoModel, Mapping[str, Any]], Awaitable[DurationEstimate]]
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class Sender:
         fetch_video: FetchVideo,
         place: Place,
         *,
+        estimate: Estimate | None = None,
         status_interval: float = 5.0,
         retry: RetryPolicy | None = None,
         concurrency: int = 16,
@@ -82,6 +87,7 @@ class Sender:
         self.store: Store = life.store
         self.fetch_video = fetch_video
         self.place = place
+        self.estimate = estimate
         self.status_interval = status_interval
         self.retry = retry or RetryPolicy()
         self.clock = clock
@@ -241,7 +247,10 @@ class Sender:
                     log.info("status of job %s not refreshed: %s", job.id, error)
 
     async def _show_status(self, job: Job, *, only_if_changed: bool = False) -> None:
-        shown = render_status(job, self.place(job), self.clock())
+        estimate = None
+        if self.estimate is not None and job.model is not None and job.processing_at:
+            estimate = await self.estimate(job.model, job.parameters)
+        shown = render_status(job, self.place(job), self.clock(), estimate)
         if only_if_changed and shown.text == self._shown.get(job.id):
             return
         recipient = self._recipient(job)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.formats import clock, quoted
+from bot.durations import DurationEstimate
+from bot.formats import clock, progress_bar, quoted
 from bot.jobs.job import Job, JobState
 
 
@@ -21,7 +22,12 @@ def header(job: Job) -> str:
     return f"🎬 **{job.title}** for <@{job.member_id}>{quoted(job.prompt)}"
 
 
-def render_status(job: Job, place: tuple[int, int] | None, now: float) -> StatusText:
+def render_status(
+    job: Job,
+    place: tuple[int, int] | None,
+    now: float,
+    estimate: DurationEstimate | None = None,
+) -> StatusText:
     top = header(job)
     state = job.state
     if state is JobState.QUEUED:
@@ -30,6 +36,15 @@ def render_status(job: Job, place: tuple[int, int] | None, now: float) -> Status
         position, waiting = place
         return StatusText(
             f"{top}\n⏳ Waiting in line: place {position} of {waiting}.", cancellable=True
+        )
+    if state is JobState.SUBMITTED and job.processing_at is not None and estimate is not None:
+        running = now - job.processing_at
+        left = estimate.left(running)
+        done = running / (running + left) if running + left > 0 else 1.0
+        return StatusText(
+            f"{top}\n⚙️ Generating: {clock(running)} so far, about {clock(left)} left."
+            f"\n{progress_bar(done)}",
+            cancellable=True,
         )
     if state in (JobState.SUBMITTING, JobState.SUBMITTED):
         elapsed = now - (job.submitted_at or job.created_at)

@@ -41,6 +41,12 @@ def clock(seconds: float) -> str:
     return f"{minutes}:{seconds:02d}"
 
 
+def progress_bar(fraction: float, cells: int = 12) -> str:
+    """`▰▰▰▰▱▱▱▱` for how far along something is (0 to 1)."""
+    filled = round(min(max(fraction, 0.0), 1.0) * cells)
+    return "▰" * filled + "▱" * (cells - filled)
+
+
 def credits_text(amount: int | None) -> str:
     if amount is None:
         return "no limit"

@@ -149,6 +149,15 @@ class VideoModel:
     image_parameter: str | None = None
     default_cost: int = 1
     fixed_payload: Mapping[str, Any] = field(default_factory=dict)
+    # The parameters a run's duration depends on: jobs alike in these are timed together.
+    duration_keys: tuple[str, ...] = ()
+
+    def duration_bucket(self, parameters: Mapping[str, Any]) -> str:
+        """Which durations this job's are learned with: `frames=25`, `duration=8,quality=1080p`."""
+        fields_ = self.parameters.model_fields
+        return ",".join(
+            f"{key}={parameters.get(key, fields_[key].default)}" for key in self.duration_keys
+        )
 
     def validate(self, values: Mapping[str, Any]) -> Parameters:
         """Check raw values against the provider's rules, or raise InvalidParameters."""
@@ -173,6 +182,7 @@ CATALOGUE: dict[str, VideoModel] = {
             image=ImageInput.REQUIRED,
             image_parameter="image",
             typical_seconds=30,
+            duration_keys=("frames",),
             # The output must be a URL, not base64 inlined in the JSON answer.
             fixed_payload={"base64": False},
         ),
@@ -183,6 +193,7 @@ CATALOGUE: dict[str, VideoModel] = {
             parameters=CogVideoParameters,
             image=ImageInput.NONE,
             typical_seconds=229,
+            duration_keys=("input_frames", "steps"),
         ),
         VideoModel(
             slug="cog-video-5b-i2v",
@@ -201,6 +212,7 @@ CATALOGUE: dict[str, VideoModel] = {
             image=ImageInput.OPTIONAL,
             image_parameter="image_url",
             typical_seconds=67,
+            duration_keys=("duration", "quality"),
         ),
         VideoModel(
             slug="grok-imagine-video",
@@ -210,6 +222,7 @@ CATALOGUE: dict[str, VideoModel] = {
             image=ImageInput.OPTIONAL,
             image_parameter="image",
             typical_seconds=70,
+            duration_keys=("duration", "resolution"),
         ),
     )
 }

@@ -149,12 +149,25 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN image_file TEXT;
     ALTER TABLE jobs ADD COLUMN image_taken_at REAL;
     """,
+    # 7: how long finished runs took, per model and parameter bucket (learned durations)
+    """
+    ALTER TABLE jobs ADD COLUMN processing_at REAL;
+    CREATE TABLE durations (
+        model       TEXT NOT NULL,
+        bucket      TEXT NOT NULL,
+        -- Seconds QUEUED at the provider (NULL: never seen queued apart), then PROCESSING.
+        queued      REAL,
+        processing  REAL NOT NULL,
+        finished_at REAL NOT NULL
+    );
+    CREATE INDEX durations_by_bucket ON durations (model, bucket, finished_at);
+    """,
 )
 
 _JOB_COLUMNS = (
     "id", "guild_id", "channel_id", "member_id", "model", "parameters", "state",
     "provider_state", "request_id", "video_url", "credits", "created_at", "submitted_at",
-    "finished_at", "error", "failure", "interaction_id", "interaction_token",
+    "processing_at", "finished_at", "error", "failure", "interaction_id", "interaction_token",
     "token_expires_at", "status_message_id", "filesize_limit", "image_file", "image_taken_at",
 )  # fmt: skip
 _UPDATABLE = frozenset(_JOB_COLUMNS) - {"id", "guild_id", "member_id", "model", "credits"}
@@ -445,6 +458,25 @@ class Store:
         rows = await self._rows("SELECT at FROM budget_sends WHERE at >= ? ORDER BY at", [since])
         return [float(row[0]) for row in rows]
 
+    async def recent_durations(
+        self, model: str, bucket: str | None, limit: int
+    ) -> list[tuple[str, float | None, float]]:
+        """(bucket, seconds queued, seconds processing) of a model's latest runs, newest
+        first: of one parameter bucket, or of all."""
+        where, arguments = "model = ?", [model]
+        if bucket is not None:
+            where += " AND bucket = ?"
+            arguments.append(bucket)
+        rows = await self._rows(
+            f"SELECT bucket, queued, processing FROM durations WHERE {where}"
+            " ORDER BY finished_at DESC LIMIT ?",
+            [*arguments, limit],
+        )
+        return [(row[0], row[1], float(row[2])) for row in rows]
+
+    async def prune_durations(self, before: float) -> int:
+        return await self._write("DELETE FROM durations WHERE finished_at < ?", before)
+
     async def rate_limited_until(self) -> float:
         value = await self.get_meta(RATE_LIMITED_UNTIL)
         return float(value) if value else 0.0
@@ -689,6 +721,15 @@ class Transaction:
         await self._db.execute(
             "INSERT INTO outbox (job_id, kind, created_at, due_at) VALUES (?, ?, ?, ?)",
             (job_id, kind.value, at, at),
+        )
+
+    async def record_duration(
+        self, model: str, bucket: str, queued: float | None, processing: float, *, at: float
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO durations (model, bucket, queued, processing, finished_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (model, bucket, queued, processing, at),
         )
 
     async def drop_owed(self, job_id: str, *, at: float) -> None:

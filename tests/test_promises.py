@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bot.models import CATALOGUE
 from bot.simulator import Simulator
 from tests.bot_world import World, bot_world, job_states, png_bytes, restarted, states_become
 from tests.fakediscord import FakeMessage
@@ -276,3 +277,22 @@ async def test_regenerate_after_the_image_link_stopped_working_sends_the_kept_im
     [uploaded] = simulator.uploads.values()
     assert uploaded == png_bytes(80, 60)
     assert [entry.status for entry in simulator.requests("submit")] == [200, 200]
+
+
+async def test_a_running_job_shows_the_time_left_learned_from_earlier_runs(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    simulator.speed = 0.1  # grok runs 7 s here; its earlier runs took about that long
+    async with bot_world(simulator, tmp_path / "bot.db") as world:
+        grok = CATALOGUE["grok-imagine-video"]
+        bucket = grok.duration_bucket({"duration": 6, "resolution": "480p"})
+        async with world.bot.store.transaction() as tx:
+            for n in range(20):
+                await tx.record_duration(grok.slug, bucket, 0.5, 6.3, at=1_000.0 + n)
+        interaction = await world.slash(world.alice, "grok-video", {"prompt": "waves"})
+        status = await world.status_message(interaction)
+
+        await world.fake.wait_for(lambda: "left." in status.content, message="an estimate")
+
+    assert "about 0:0" in status.content  # seconds left, not the catalogue's 1:10
+    assert "▰" in status.content or "▱" in status.content

@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 DAY = 24 * 3600.0
 # Quota periods are at most a month: ledger rows younger than this may still be counted.
 LONGEST_PERIOD = 32 * DAY
+# Durations drift; a month of runs is plenty to learn from, and recent ones weigh most.
+DURATIONS_KEPT = 30 * DAY
 
 
 class Housekeeper:
@@ -60,6 +62,7 @@ class Housekeeper:
             ledger_before=now - max(self.retention, LONGEST_PERIOD),
         )
         await self.store.forget_tokens_of_ended_jobs()
+        await self.store.prune_durations(before=now - DURATIONS_KEPT)
         if self.images is not None:
             used = await self.store.kept_images()  # read first: a file is never removed early
             await asyncio.to_thread(self.images.forget_unused, used)

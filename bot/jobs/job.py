@@ -57,6 +57,8 @@ class Job:
     credits: int = 0
     created_at: float = field(default_factory=time.time)
     submitted_at: float | None = None
+    # When the provider was first seen PROCESSING it (its start, bracketed by two polls).
+    processing_at: float | None = None
     finished_at: float | None = None
     # What the member was told went wrong, and its kind for the operator (an exception name).
     error: str | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -139,6 +139,24 @@ FACTS.update({event: frozenset({"error", "failure"}) for event in _REASONED})
 _PROVIDER_STATES = {E.PROVIDER_QUEUED: "QUEUED", E.PROVIDER_PROCESSING: "PROCESSING"}
 
 
+async def _record_duration(
+    tx: Any, job: Job, metrics: Mapping[str, Any], *, at: float
+) -> None:
+    """How long the run took, for learning durations: the provider's own timings where it
+    gave them, else the bracket the bot's polls saw (first PROCESSING, then COMPLETED)."""
+    if job.submitted_at is None:
+        return
+    start = job.processing_at
+    queued = start - job.submitted_at if start is not None else None
+    processing = at - (start if start is not None else job.submitted_at)
+    if isinstance(metrics.get("inference_time"), int | float):
+        processing = float(metrics["inference_time"])
+    if isinstance(metrics.get("queue_time"), int | float):
+        queued = float(metrics["queue_time"])
+    bucket = job.model.duration_bucket(job.parameters) if job.model else ""
+    await tx.record_duration(job.slug, bucket, queued, max(processing, 0.0), at=at)
+
+
 def decide(state: JobState | None, event: Event) -> Transition:
     """The table's answer for this pair, or TransitionRefused."""
     transition = TABLE.get((state, event))
@@ -229,12 +247,14 @@ class Lifecycle:
         *,
         settles: int | None = None,
         settled_as: str = "sent",
+        metrics: Mapping[str, Any] | None = None,
         **facts: Any,
     ) -> Applied:
         """Move the job by `event`, in one transaction, or raise TransitionRefused.
 
         `settles` names an outbox message whose fate this event reports (a posted video, or
         one that could not be), marked done as `settled_as` in the same transaction.
+        `metrics` are the provider's own timings of a completed run, when it gave them.
         """
         allowed = FACTS.get(event, frozenset())
         if unexpected := set(facts) - allowed:
@@ -251,6 +271,8 @@ class Lifecycle:
             moved = replace(job, state=transition.to, **changes)
             await tx.update_job(job_id, {"state": transition.to.value, **changes})
             await self._write(tx, moved, transition, at=now)
+            if event is E.COMPLETED:
+                await _record_duration(tx, moved, metrics or {}, at=now)
             if settles is not None:
                 await tx.settle(settles, settled_as, at=now)
         return self._after(Applied(moved, job.state, event, transition))
@@ -264,6 +286,8 @@ class Lifecycle:
             changes["provider_state"] = _PROVIDER_STATES[event]
         if event is E.SUBMITTED:
             changes["submitted_at"] = now
+        if event is E.PROVIDER_PROCESSING and job.processing_at is None:
+            changes["processing_at"] = now
         if transition.to in ENDED and job.state not in ENDED:
             changes["finished_at"] = now
         return changes

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.durations import Durations
 from bot.failures import describe_failure
 from bot.images import ImageKeeper
 from bot.jobs.job import Job, JobState
@@ -48,6 +49,7 @@ class JobRunner:
     segmind: SegmindClient
     life: Lifecycle
     images: ImageKeeper | None = None
+    durations: Durations | None = None
     poll_interval_max: float = 10.0
     # Submits between "about to send" and their recorded answer: a shutdown waits for them.
     _on_the_wire: int = 0
@@ -150,8 +152,7 @@ class JobRunner:
 
     async def _watch(self, job: Job) -> None:
         assert job.request_id is not None
-        typical = job.model.typical_seconds if job.model else _UNKNOWN_TYPICAL_SECONDS
-        schedule = PollSchedule(typical, max_interval=self.poll_interval_max)
+        schedule = PollSchedule(await self._typical(job), max_interval=self.poll_interval_max)
 
         async def note(status: JobStatus) -> None:
             nonlocal job
@@ -172,7 +173,17 @@ class JobRunner:
         except SegmindError as error:  # the key was revoked mid-run, a result without video...
             await self._report(job, Event.FAILED, error)
         else:
-            await self.life.apply(job.id, Event.COMPLETED, video_url=result.video_url)
+            await self.life.apply(
+                job.id, Event.COMPLETED, video_url=result.video_url, metrics=result.metrics
+            )
+
+    async def _typical(self, job: Job) -> float:
+        """How long this job should take: learned from its model's runs once there are any."""
+        if job.model is None:
+            return _UNKNOWN_TYPICAL_SECONDS
+        if self.durations is None:
+            return job.model.typical_seconds
+        return (await self.durations.estimate(job.model, job.parameters)).typical_total()
 
     async def _report(self, job: Job, event: Event, error: BaseException) -> Job:
         applied = await self.life.apply(

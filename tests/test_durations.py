@@ -1,0 +1,139 @@
+"""Learned durations on a real SQLite file: buckets, fallbacks, recency, robustness, restarts."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.durations import PRIOR_SIGMA, Durations
+from bot.jobs.job import Job
+from bot.jobs.life import Event, Lifecycle, Limits
+from bot.models import CATALOGUE
+from bot.store import Store
+
+PIXVERSE = CATALOGUE["pixverse-5-video"]  # typical 67 s; learned by duration and quality
+SHORT = {"prompt": "x", "duration": 5, "quality": "540p"}
+LONG = {"prompt": "x", "duration": 8, "quality": "720p"}
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "bot.db")
+    yield opened
+    await opened.close()
+
+
+MOMENTS = itertools.count(1_000_000)
+
+
+async def runs(store: Store, parameters: dict, *seconds: float, queued: float = 5.0) -> None:
+    """Finished runs, oldest first, as the job's life records them."""
+    bucket = PIXVERSE.duration_bucket(parameters)
+    for taken in seconds:
+        async with store.transaction() as tx:
+            await tx.record_duration(PIXVERSE.slug, bucket, queued, taken, at=next(MOMENTS))
+
+
+async def test_with_no_runs_the_catalogue_typical_time_stands(store: Store) -> None:
+    estimate = await Durations(store).estimate(PIXVERSE, SHORT)
+
+    assert estimate.processing.median == pytest.approx(67.0)
+    assert estimate.processing.sigma == pytest.approx(PRIOR_SIGMA)
+    assert estimate.queued is None and estimate.samples == 0
+
+
+async def test_a_bucket_with_many_runs_is_its_own_and_buckets_differ(store: Store) -> None:
+    await runs(store, SHORT, *([40.0, 42.0, 44.0] * 20))
+    await runs(store, LONG, *([120.0, 125.0, 130.0] * 20))
+    durations = Durations(store)
+
+    short = await durations.estimate(PIXVERSE, SHORT)
+    long = await durations.estimate(PIXVERSE, LONG)
+
+    assert 40 < short.processing.median < 50
+    assert 110 < long.processing.median < 135
+    assert short.processing.sigma < 0.2  # the runs agree: a narrow distribution
+
+
+async def test_a_bucket_with_few_runs_borrows_from_its_model(store: Store) -> None:
+    await runs(store, LONG, *([120.0] * 60))
+    await runs(store, SHORT, 40.0)  # one run of its own
+
+    short = await Durations(store).estimate(PIXVERSE, SHORT)
+
+    assert short.samples == 1
+    assert 40 < short.processing.median < 120  # between its one run and the model's many
+
+
+async def test_recent_runs_weigh_more_when_a_model_slows_down(store: Store) -> None:
+    await runs(store, SHORT, *([60.0] * 80))
+    await runs(store, SHORT, *([90.0] * 20))  # the provider became 1.5x slower
+
+    estimate = await Durations(store).estimate(PIXVERSE, SHORT)
+
+    assert estimate.processing.median > 80
+
+
+async def test_a_few_odd_runs_barely_move_the_estimate(store: Store) -> None:
+    await runs(store, SHORT, *([50.0] * 30))
+    await runs(store, SHORT, 900.0, 3.0)
+
+    estimate = await Durations(store).estimate(PIXVERSE, SHORT)
+
+    assert estimate.processing.median == pytest.approx(50.0, rel=0.1)
+
+
+async def test_the_time_left_shrinks_as_a_run_goes_on(store: Store) -> None:
+    await runs(store, SHORT, *([40.0, 50.0, 60.0] * 20))
+    estimate = await Durations(store).estimate(PIXVERSE, SHORT)
+
+    lefts = [estimate.left(running) for running in (0, 20, 40, 55)]
+
+    assert lefts == sorted(lefts, reverse=True)
+    assert lefts[0] == pytest.approx(estimate.processing.median, rel=0.01)
+    assert estimate.left(10_000) == 0.0
+
+
+async def test_a_completed_run_is_learned_from_what_the_bot_saw_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "bot.db")
+    moments = iter([100.0, 100.0, 110.0, 118.0, 160.0])  # admit, start, sent, running, done
+    life = Lifecycle(store, clock=lambda: next(moments))
+    job = (await life.admit(Job(1, 2, 3, PIXVERSE.slug, dict(LONG), credits=1), Limits())).job
+    await life.apply(job.id, Event.SUBMIT_STARTING)
+    await life.apply(job.id, Event.SUBMITTED, request_id="r-1")
+    await life.apply(job.id, Event.PROVIDER_PROCESSING)
+    await life.apply(job.id, Event.COMPLETED, video_url="https://files.example.test/v.mp4")
+    await store.close()
+
+    reopened = await Store.open(tmp_path / "bot.db")
+    [(_, queued, processing)] = await reopened.recent_durations(
+        PIXVERSE.slug, PIXVERSE.duration_bucket(LONG), 10
+    )
+    estimate = await Durations(reopened).estimate(PIXVERSE, LONG)
+    await reopened.close()
+
+    assert (queued, processing) == (8.0, 42.0)  # first seen PROCESSING 8 s after the submit
+    assert estimate.samples == 1
+    assert math.log(42.0) < estimate.processing.mu < math.log(67.0)
+
+
+async def test_the_providers_own_timings_win_over_the_bots_brackets(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "bot.db")
+    life = Lifecycle(store)
+    job = (await life.admit(Job(1, 2, 3, PIXVERSE.slug, dict(SHORT), credits=1), Limits())).job
+    for event in (Event.SUBMIT_STARTING, Event.SUBMITTED):
+        await life.apply(job.id, event, **({"request_id": "r"} if event is Event.SUBMITTED else {}))
+    await life.apply(
+        job.id, Event.COMPLETED, video_url="https://files.example.test/v.mp4",
+        metrics={"queue_time": 3.5, "inference_time": 61.25},
+    )  # fmt: skip
+
+    [(_, queued, processing)] = await store.recent_durations(PIXVERSE.slug, None, 10)
+    assert (queued, processing) == (3.5, 61.25)
+    await store.close()
