@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     segmind_base_url: str = "https://api.segmind.com"
     segmind_upload_url: str = "https://workflows-api.segmind.com/upload-asset"
     database_path: Path = Path("data/bot.db")
-    segmind_poll_interval_max: float = Field(default=10.0, gt=0, le=300)
+    segmind_poll_interval_max: float = Field(default=30.0, gt=0, le=300)
     segmind_requests_per_minute: int = Field(default=50, ge=1)
     segmind_download_max_bytes: int = Field(default=500 * 1024 * 1024, ge=1)
     segmind_retry_attempts: int = Field(default=6, ge=1, le=20)

@@ -15,7 +15,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from bot.models import VideoModel
 
@@ -25,12 +25,22 @@ PRIOR_SIGMA = 0.35
 _MAD_TO_SIGMA = 1.4826
 _SIGMA_FLOOR = 0.03
 _STANDARD = statistics.NormalDist()
+_FAR_TAIL = 30.0
+_SPREAD_RUNS = 3  # a bucket's scatter is read from this many runs of it
+
+
+class Run(NamedTuple):
+    """One finished run as recorded: its bucket, its work relative to the model's defaults
+    (`VideoModel.duration_work`), and its seconds QUEUED (None: not seen apart) and PROCESSING."""
+
+    bucket: str
+    work: float
+    queued: float | None
+    processing: float
 
 
 class DurationLog(Protocol):
-    async def recent_durations(
-        self, model: str, bucket: str | None, limit: int
-    ) -> list[tuple[str, float | None, float]]: ...
+    async def recent_durations(self, model: str, bucket: str | None, limit: int) -> list[Run]: ...
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,22 @@ class LogNormal:
         if seconds <= 0:
             return 0.0
         return 0.5 * (1 + math.erf((math.log(seconds) - self.mu) / (self.sigma * math.sqrt(2))))
+
+    def log_survival(self, seconds: float) -> float:
+        """log P(longer than `seconds`), exact far into the tail, where 1 - cdf is 0 in floats
+        (a run taking many times its usual time must still be told apart from one far past)."""
+        if seconds <= 0:
+            return 0.0
+        z = (math.log(seconds) - self.mu) / self.sigma
+        if z < _FAR_TAIL:
+            return math.log(0.5 * math.erfc(z / math.sqrt(2)))
+        return -z * z / 2 - math.log(z * math.sqrt(2 * math.pi))  # the Mills ratio's limit
+
+    def widened(self, seconds: float) -> LogNormal:
+        """The same median, with `seconds` of uniform uncertainty added (a start known only
+        within a bracket that wide)."""
+        extra = (seconds / self.median) ** 2 / 12
+        return LogNormal(self.mu, math.sqrt(self.sigma**2 + extra))
 
 
 @dataclass(frozen=True)
@@ -83,7 +109,7 @@ class Durations:
         log: DurationLog,
         *,
         recent: int = 100,
-        half_life: float = 10.0,
+        half_life: float = 4.0,
         borrow: float = 5.0,
     ) -> None:
         """`half_life`: a run this many runs older counts half as much (durations drift).
@@ -95,27 +121,30 @@ class Durations:
 
     async def estimate(self, model: VideoModel, parameters: Mapping[str, Any]) -> DurationEstimate:
         bucket = model.duration_bucket(parameters)
+        work = model.duration_work(parameters)
         everyone = await self.log.recent_durations(model.slug, None, self.recent)
-        mine = [p for b, _, p in everyone if b == bucket]
+        # Seconds per unit of work: a run of other parameters still says how fast the model
+        # is these days; the bucket's own runs correct the guess of how work scales.
+        per_work = [(run.bucket, run.processing / run.work) for run in everyone if run.work > 0]
+        mine = [seconds for other, seconds in per_work if other == bucket]
         prior = Fit(math.log(model.typical_seconds), PRIOR_SIGMA, self.borrow)
-        processing = _shrunk(self._fit(mine), self._model_fit(everyone, prior), self.borrow)
-        queued_runs = [q for _, q, _ in everyone if q is not None and q > 0]
-        fitted = self._fit(queued_runs)
-        queued = LogNormal(fitted.mu, fitted.sigma) if fitted is not None else None
-        return DurationEstimate(
-            queued, LogNormal(processing.mu, processing.sigma), samples=len(mine)
-        )
+        fit = _shrunk(self._fit(mine), self._model_fit(per_work, prior), self.borrow)
+        queued = self._queue_fit([run.queued for run in everyone if run.queued and run.queued > 0])
+        processing = LogNormal(fit.mu + math.log(work), fit.sigma)
+        return DurationEstimate(queued, processing, samples=len(mine))
 
-    def _model_fit(self, runs: Sequence[tuple[str, float | None, float]], prior: Fit) -> Fit:
+    def _model_fit(self, runs: Sequence[tuple[str, float]], prior: Fit) -> Fit:
         """What the model's runs say of any bucket: their middle, and the spread found within
         buckets (buckets differ on purpose; that is not scatter)."""
-        overall = self._fit([p for _, _, p in runs])
+        overall = self._fit([seconds for _, seconds in runs])
         if overall is None:
             return prior
-        by_bucket = [[p for other, _, p in runs if other == b] for b in {b for b, _, _ in runs}]
-        spreads = [fit for seconds in by_bucket if (fit := self._fit(seconds)) is not None]
-        weight = sum(fit.weight for fit in spreads)
-        sigma = math.sqrt(sum(fit.weight * fit.sigma**2 for fit in spreads) / weight)
+        by_bucket = [[s for other, s in runs if other == b] for b in {b for b, _ in runs}]
+        spreads = [self._fit(seconds) for seconds in by_bucket if len(seconds) >= _SPREAD_RUNS]
+        weight = sum(fit.weight for fit in spreads if fit is not None)
+        sigma = overall.sigma  # until some bucket has runs enough to show its own scatter
+        if weight:
+            sigma = math.sqrt(sum(f.weight * f.sigma**2 for f in spreads if f) / weight)
         return _shrunk(Fit(overall.mu, sigma, overall.weight), prior, self.borrow)
 
     def _fit(self, seconds: Sequence[float]) -> Fit | None:
@@ -128,6 +157,18 @@ class Durations:
         mu = _weighted_median(values)
         spread = _weighted_median([(abs(v - mu), w) for v, w in values]) * _MAD_TO_SIGMA
         return Fit(mu, max(spread, _SIGMA_FLOOR), float(len(values)))
+
+    def _queue_fit(self, seconds: Sequence[float]) -> LogNormal | None:
+        """The wait in the provider's queue is two kinds of run: a warm worker within seconds,
+        a cold start of minutes. The mean and deviation of the logs keep the cold starts in the
+        tail, where a robust fit would discard them as odd runs."""
+        values = [(math.log(s), 0.5 ** (rank / self.half_life)) for rank, s in enumerate(seconds)]
+        if not values:
+            return None
+        total = sum(w for _, w in values)
+        mu = sum(v * w for v, w in values) / total
+        variance = sum(w * (v - mu) ** 2 for v, w in values) / total
+        return LogNormal(mu, max(math.sqrt(variance), _SIGMA_FLOOR))
 
 
 def _shrunk(own: Fit | None, broader: Fit, borrow: float) -> Fit:

@@ -9,7 +9,7 @@ what it costs by default. Commands, validation and the request payload all come 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -151,6 +151,15 @@ class VideoModel:
     fixed_payload: Mapping[str, Any] = field(default_factory=dict)
     # The parameters a run's duration depends on: jobs alike in these are timed together.
     duration_keys: tuple[str, ...] = ()
+    # A run's work relative to the defaults (which take `typical_seconds`): a first guess of
+    # how duration scales, that runs of each bucket then correct.
+    work: Callable[[Mapping[str, Any]], float] | None = None
+
+    def duration_work(self, parameters: Mapping[str, Any]) -> float:
+        if self.work is None:
+            return 1.0
+        fields_ = self.parameters.model_fields
+        return self.work({key: parameters.get(key, fields_[key].default) for key in fields_})
 
     def duration_bucket(self, parameters: Mapping[str, Any]) -> str:
         """Which durations this job's are learned with: `frames=25`, `duration=8,quality=1080p`."""
@@ -171,6 +180,10 @@ class VideoModel:
         return {**parameters.model_dump(exclude_none=True), **self.fixed_payload}
 
 
+# A guess of how much longer a run takes at each resolution than at 540p: less than the
+# pixels grow, as part of a run does not depend on them.
+_RESOLUTION_WORK = {"360p": 0.7, "480p": 0.85, "540p": 1.0, "720p": 1.4, "1080p": 2.2}
+
 CATALOGUE: dict[str, VideoModel] = {
     model.slug: model
     for model in (
@@ -183,6 +196,7 @@ CATALOGUE: dict[str, VideoModel] = {
             image_parameter="image",
             typical_seconds=30,
             duration_keys=("frames",),
+            work=lambda p: p["frames"] / 14,
             # The output must be a URL, not base64 inlined in the JSON answer.
             fixed_payload={"base64": False},
         ),
@@ -194,6 +208,7 @@ CATALOGUE: dict[str, VideoModel] = {
             image=ImageInput.NONE,
             typical_seconds=229,
             duration_keys=("input_frames", "steps"),
+            work=lambda p: p["input_frames"] / 49 * p["steps"] / 45,
         ),
         VideoModel(
             slug="cog-video-5b-i2v",
@@ -213,6 +228,7 @@ CATALOGUE: dict[str, VideoModel] = {
             image_parameter="image_url",
             typical_seconds=67,
             duration_keys=("duration", "quality"),
+            work=lambda p: p["duration"] / 5 * _RESOLUTION_WORK[p["quality"]],
         ),
         VideoModel(
             slug="grok-imagine-video",
@@ -223,6 +239,10 @@ CATALOGUE: dict[str, VideoModel] = {
             image_parameter="image",
             typical_seconds=70,
             duration_keys=("duration", "resolution"),
+            # A fixed start-up part, then time in proportion to the seconds of video.
+            work=lambda p: (
+                (0.5 + p["duration"] / 12) * _RESOLUTION_WORK[p["resolution"]] / 0.85
+            ),
         ),
     )
 }

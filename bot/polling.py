@@ -1,42 +1,215 @@
-"""When to ask Segmind about a running job.
+"""When to ask Segmind about a running job, and what each question is worth.
 
-Polls cost requests from the account-wide budget, and every poll before a job finishes is
-wasted, so the schedule spends them where finishes happen: around the model's typical duration.
-Run times scatter roughly log-normally around that duration. For a fixed number of polls, the
-expected detection delay is smallest when the gap between polls grows as 1/sqrt(density of
-finishes), which for a log-normal is the shape below: long gaps early, short gaps near the
-typical duration, long gaps again after it, always capped at the operator's maximum.
+Every poll spends a request of the account's budget, and a poll before the job has finished
+learns nothing but its state. So polls go where the news is likely, judged from the learned
+durations (`bot.durations`) and from what the job's own polls have seen:
+
+- While the job is QUEUED (or not yet seen at all), the event to catch is its start: polls
+  follow the hazard of the queue time, so a warm start is seen within seconds and a cold start
+  is not polled every few seconds for minutes.
+- Once PROCESSING is seen, the start lies between the last QUEUED poll and that one, and the
+  finish is predicted from the processing-time distribution counted from that bracket.
+
+The gap to the next poll balances a poll's cost against the delay it saves. A gap `g` with a
+chance `q(g)` of catching the event is worth it while `g * q(g)` stays below twice the cost of
+a poll counted in seconds of delay: the discrete form of the rule that polls should be as
+dense as the square root of the hazard. With the cost proportional to the typical run, the
+schedule scales with the job: a long run is polled as sparsely, in proportion, as a short one.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from bot.durations import PRIOR_SIGMA, DurationEstimate, LogNormal
 
 # Segmind keeps a request's status for one hour after submission; stop well before that so the
 # last answers are still there to read.
 RETENTION_SECONDS = 3600.0
 GIVE_UP_AFTER_SECONDS = RETENTION_SECONDS - 300.0
+# A job this old is polled before anything else: its answer must be read within the hour.
+URGENT_AFTER_SECONDS = GIVE_UP_AFTER_SECONDS - 600.0
+# Before any queue time is learned: most runs start within seconds, some wait minutes.
+PRIOR_QUEUE = LogNormal(math.log(4.0), 1.5)
+# What the budget's scheduler weighs (bot.ratelimit): a poll is worth its chance of finding
+# the job finished, in [0, 1] (more once the job nears the retention hour); a result fetch
+# brings a video for sure; a submit starts a job. Tuned with bench/polling.py.
+RESULT_WORTH = 3.0
+SUBMIT_WORTH = 0.5
+URGENT_BOOST = 2.0
+# How likely the learned durations no longer hold, and how widely runs then scatter.
+DRIFT_SHARE = 0.1
+DRIFT_SIGMA = 0.6
+_BISECTIONS = 24
+
+
+@dataclass
+class Sighting:
+    """What the polls have seen of one job, in seconds since its submit."""
+
+    queued_until: float = 0.0  # the last poll that found it QUEUED (0: the submit itself)
+    started_by: float | None = None  # the first poll that found it PROCESSING
+    last_look: float = 0.0  # the last poll, whatever it found (or failed to find)
+
+    def saw(self, state: str | None, at: float) -> None:
+        """A poll at `at` found `state` (None: the poll failed and found nothing)."""
+        self.last_look = max(self.last_look, at)
+        if self.started_by is not None or state is None:
+            return
+        if state == "QUEUED":
+            self.queued_until = at
+        elif state == "PROCESSING":
+            self.started_by = at
 
 
 @dataclass(frozen=True)
 class PollSchedule:
-    typical_seconds: float
-    max_interval: float = 10.0
+    estimate: DurationEstimate
+    max_interval: float = 30.0
     min_interval: float = 1.0
-    # Spread of run times around the typical duration (log-normal sigma) and the density scale:
-    # tuned with bench/polling.py.
-    spread: float = 0.35
-    scale: float = 0.45
+    # A poll's cost in seconds of detection delay, per second of the typical run, while the
+    # finish is awaited and while the start is: tuned with bench/polling.py.
+    finish_cost: float = 0.0055
+    start_cost: float = 0.05
     give_up_after: float = GIVE_UP_AFTER_SECONDS
 
-    def delay(self, elapsed: float) -> float | None:
-        """Seconds to wait before the next status poll, or None when it is time to give up."""
-        if elapsed >= self.give_up_after:
+    @classmethod
+    def around(cls, typical_seconds: float, **options: float) -> PollSchedule:
+        """A schedule for a run known only by its typical duration (nothing learned yet)."""
+        processing = LogNormal(math.log(typical_seconds), PRIOR_SIGMA)
+        return cls(DurationEstimate(None, processing, samples=0), **options)
+
+    @property
+    def queue(self) -> LogNormal:
+        return self.estimate.queued or PRIOR_QUEUE
+
+    def next_poll(self, seen: Sighting) -> float | None:
+        """When (seconds since the submit) to poll next; None: time to give up."""
+        last = seen.last_look
+        if last >= self.give_up_after:
             return None
-        ratio = max(elapsed, 1.0) / self.typical_seconds
-        rarity = math.log(ratio) ** 2 / (4 * self.spread**2)
-        # exp() of a large exponent overflows; anything past the cap is the cap anyway.
-        gap = self.scale * math.sqrt(elapsed + 1.0) * math.exp(min(rarity, 50.0))
-        gap = min(max(gap, self.min_interval), self.max_interval)
-        return min(gap, self.give_up_after - elapsed)
+        typical = self.estimate.processing.median
+        finish = self._finish_model(seen)
+        gap = self._gap(lambda at: _chance(finish, last, at), self.finish_cost * typical, last)
+        if seen.started_by is None:
+            # Catch the start, but never so late that a run begun right now would be over.
+            start = self._gap(
+                lambda at: _chance(self.queue, seen.queued_until, at),
+                self.start_cost * typical,
+                last,
+            )
+            gap = min(gap, start)
+        return min(last + gap, self.give_up_after)
+
+    def chance(self, seen: Sighting, at: float) -> float:
+        """The chance that a poll at `at` finds the job finished, given the last look did not."""
+        if seen.started_by is not None:
+            return _chance(self._finish_model(seen), seen.last_look, at)
+        # Still queued at the last look: finished by now only if it started soon enough for a
+        # typical run to be over, and a run since the last look could be.
+        processing = self.estimate.processing
+        started = _chance(self.queue, seen.queued_until, at - processing.median)
+        return started * -math.expm1(processing.log_survival(at - seen.last_look))
+
+    def _finish_model(self, seen: Sighting) -> _Shifted:
+        """The finish: a processing time counted from the start's bracket (its middle, widened
+        by its width), or from the last look while the job has not been seen running."""
+        processing = self.estimate.processing
+        if seen.started_by is None:
+            return _Shifted(processing, seen.last_look)
+        width = seen.started_by - seen.queued_until
+        return _Shifted(processing.widened(width), seen.queued_until + width / 2)
+
+    def _gap(self, chance: Callable[[float], float], cost: float, last: float) -> float:
+        """The longest gap whose chance of news still justifies the poll, within the bounds."""
+
+        def worth(gap: float) -> float:
+            return gap * chance(last + gap)
+
+        high = self.max_interval
+        low = min(self.min_interval, high)  # a ceiling below the floor wins
+        if worth(low) >= 2 * cost:
+            return low
+        if worth(high) <= 2 * cost:
+            return high
+        for _ in range(_BISECTIONS):
+            middle = (low + high) / 2
+            low, high = (middle, high) if worth(middle) < 2 * cost else (low, middle)
+        return high
+
+
+@dataclass(frozen=True)
+class _Shifted:
+    """A duration counted from `origin` seconds after the submit."""
+
+    duration: LogNormal
+    origin: float
+
+    @property
+    def median(self) -> float:
+        return self.duration.median
+
+    def log_survival(self, at: float) -> float:
+        """Mostly the learned distribution, with a share of a wide one: a run far past what was
+        learned more likely means the provider changed than a freak run, and polls should back
+        off there instead of hammering a job that is simply slower now."""
+        seconds = at - self.origin
+        learned = self.duration.log_survival(seconds)
+        drifted = LogNormal(self.duration.mu, DRIFT_SIGMA).log_survival(seconds)
+        return _log_mix(learned, drifted, DRIFT_SHARE)
+
+
+def _log_mix(first: float, second: float, share: float) -> float:
+    """log((1 - share) * e^first + share * e^second), without underflow."""
+    a, b = first + math.log1p(-share), second + math.log(share)
+    top = max(a, b)
+    return top + math.log(math.exp(a - top) + math.exp(b - top))
+
+
+def _chance(event: _Shifted | LogNormal, after: float, by: float) -> float:
+    """P(the event comes by `by` | it had not come by `after`)."""
+    if by <= after:
+        return 0.0
+    return -math.expm1(event.log_survival(by) - event.log_survival(after))
+
+
+class Watch:
+    """One job's polls on the wall clock: when the next is due and what it is worth now."""
+
+    def __init__(
+        self,
+        schedule: PollSchedule,
+        submitted_at: float,
+        *,
+        running_since: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`running_since`: when an earlier run of the bot first saw the job PROCESSING."""
+        self.schedule = schedule
+        self.submitted_at = submitted_at
+        self.seen = Sighting()
+        if running_since is not None:
+            self.seen.started_by = max(running_since - submitted_at, 0.0)
+        self._clock = clock
+
+    def elapsed(self) -> float:
+        return self._clock() - self.submitted_at
+
+    def due(self) -> float | None:
+        """The moment of the next poll (perhaps already past), or None: give up."""
+        at = self.schedule.next_poll(self.seen)
+        return None if at is None else self.submitted_at + at
+
+    def saw(self, state: str | None) -> None:
+        self.seen.saw(state, self.elapsed())
+
+    def worth(self) -> float:
+        """What a poll now is worth to the scheduler of the request budget."""
+        now = self.elapsed()
+        worth = self.schedule.chance(self.seen, now)
+        if now >= URGENT_AFTER_SECONDS:
+            worth += URGENT_BOOST
+        return worth

@@ -6,7 +6,19 @@ import asyncio
 import collections
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
+
+Worth = Callable[[], float]
+# What a request is worth when its caller does not say: a plain request, served in its turn.
+NEUTRAL_WORTH = 0.5
+# Slow enough that what a request is worth decides, fast enough that none waits for ever.
+AGING_WINDOWS = 10
+# When the budget binds, this share of a window is kept for requests worth at least the
+# neutral worth (results, submits, polls more likely than not to find a video); long shots
+# wait, their chance growing, and are looked at again this often.
+RESERVE_SHARE = 0.15
+RESERVE_RECHECK_SECONDS = 1.0
 
 
 class BudgetRecord(Protocol):
@@ -17,13 +29,25 @@ class BudgetRecord(Protocol):
     async def record_hold(self, until: float) -> None: ...
 
 
+@dataclass(eq=False)
+class _Waiter:
+    worth: Worth
+    since: float
+    granted: asyncio.Future[None]
+
+
 class RequestBudget:
     """At most `limit` requests in any `period` seconds, shared by every job of the bot.
 
-    A sliding log of the last `limit` send times: a caller waits until the oldest of them is
-    more than a period old. Waiters queue on a lock, so they are served in arrival order and a
-    busy job cannot starve the others. `margin` widens the window a little, because a request
-    reaches Segmind a moment after it leaves and Segmind counts arrivals, not departures.
+    A sliding log of the last `limit` send times: a request waits until the oldest of them is
+    more than a period old. `margin` widens the window a little, because a request reaches
+    Segmind a moment after it leaves and Segmind counts arrivals, not departures.
+
+    When the budget binds, this is the one place that decides which request goes next: each
+    waiter says what it is worth now (a poll, its chance of finding the job finished; a result
+    fetch, a sure video) and the most valuable goes first. Worth grows by one for every
+    `AGING_WINDOWS` windows a request has waited, so nothing starves: not polls behind submits,
+    not submits behind polls, and equal requests are served in arrival order.
 
     After Segmind answers 429, nothing is sent until the reset it names; then, for one window,
     requests are paced evenly (a window divided by the limit apart) instead of all leaving at
@@ -55,7 +79,8 @@ class RequestBudget:
         self._sleep = sleep
         self._on_grant = on_grant
         self._sent: collections.deque[float] = collections.deque(maxlen=limit)
-        self._turn = asyncio.Lock()
+        self._waiting: list[_Waiter] = []
+        self._dispatcher: asyncio.Task[None] | None = None
         self._resume_at = 0.0
         self._paced_until = 0.0
 
@@ -67,18 +92,58 @@ class RequestBudget:
         if resume_at + self.window > now:  # waiting for the reset, or still pacing after it
             self._pause_until(resume_at)
 
-    async def acquire(self) -> None:
-        """Wait for a free slot and take it."""
-        async with self._turn:
+    async def acquire(self, worth: Worth | None = None) -> None:
+        """Wait for a free slot and take it; `worth` ranks this request against the others
+        waiting (read again at every grant, since a poll's chance grows as it waits)."""
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(worth or _neutral, self._clock(), loop.create_future())
+        self._waiting.append(waiter)
+        if (
+            self._dispatcher is None
+            or self._dispatcher.done()
+            or self._dispatcher.get_loop() is not loop  # a budget kept across event loops
+        ):
+            self._dispatcher = asyncio.create_task(self._dispatch())
+        try:
+            await waiter.granted
+        except asyncio.CancelledError:
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
+            raise
+
+    @property
+    def waiters(self) -> int:
+        return len(self._waiting)
+
+    async def _dispatch(self) -> None:
+        while self._waiting:
             # The wait is for a moment in time, not for an event: sleeping until it is right.
-            while (wait := self.waiting_time()) > 0:
+            if (wait := self.waiting_time()) > 0:
                 await self._sleep(wait)
+                continue
             granted = self._clock()
+            aging = self.window * AGING_WINDOWS
+            chosen, worth = max(
+                ((w, w.worth() + (granted - w.since) / aging) for w in self._waiting),
+                key=lambda pair: pair[1],
+            )
+            if worth < NEUTRAL_WORTH and self._free_slots() <= self.limit * RESERVE_SHARE:
+                # Spent now on a long shot, the slot would be missing when a video is ready.
+                await self._sleep(RESERVE_RECHECK_SECONDS)
+                continue
+            self._waiting.remove(chosen)
             self._sent.append(granted)
-            if self.record is not None:
-                await self.record.record_send(granted)
+            try:
+                if self.record is not None:
+                    await self.record.record_send(granted)
+            except Exception as error:  # the slot is spent either way; the caller hears why
+                if not chosen.granted.done():
+                    chosen.granted.set_exception(error)
+                continue
             if self._on_grant is not None:
                 self._on_grant(granted)
+            if not chosen.granted.done():
+                chosen.granted.set_result(None)
 
     async def hold_until(self, moment: float) -> None:
         """Send nothing before `moment`: Segmind said the account is rate limited until then."""
@@ -92,6 +157,10 @@ class RequestBudget:
         self._resume_at = moment
         self._paced_until = moment + self.window
 
+    def _free_slots(self) -> int:
+        now = self._clock()
+        return self.limit - sum(1 for moment in self._sent if moment > now - self.window)
+
     def waiting_time(self) -> float:
         """How long a request made now would wait (0 when it could go at once)."""
         now = self._clock()
@@ -103,3 +172,17 @@ class RequestBudget:
         if now < self._paced_until and self._sent:
             wait = max(wait, min(self._sent[-1], now) + self.window / self.limit - now)
         return max(0.0, wait)
+
+
+def busiest(moments: Iterable[float], window: float) -> int:
+    """The most of `moments` within any `window` seconds: what the budget promises to bound."""
+    times, most, start = sorted(moments), 0, 0
+    for end, moment in enumerate(times):
+        while moment - times[start] >= window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def _neutral() -> float:
+    return NEUTRAL_WORTH

@@ -26,8 +26,8 @@ from typing import Any, Literal
 import aiohttp
 from multidict import CIMultiDict
 
-from bot.polling import RETENTION_SECONDS, PollSchedule
-from bot.ratelimit import RequestBudget
+from bot.polling import RESULT_WORTH, RETENTION_SECONDS, SUBMIT_WORTH, PollSchedule, Watch
+from bot.ratelimit import RequestBudget, Worth
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ class SegmindClient:
         submit will be tried again, before the wait (to record that nothing is under way).
         """
         answer = await self._call(
-            "POST", f"/v2/{slug}", payload=payload, submit=True,
+            "POST", f"/v2/{slug}", payload=payload, submit=True, worth=_submit_worth,
             before_send=before_send, after_refusal=after_refusal,
         )  # fmt: skip
         if _names_terminal_state(answer.body) and answer.body["status"] == "FAILED":
@@ -269,13 +269,14 @@ class SegmindClient:
         log.info("segmind accepted job", extra={"model": slug, "request_id": request_id})
         return request_id
 
-    async def status(self, request_id: str) -> JobStatus:
-        answer = await self._call("GET", f"/v2/requests/{request_id}/status")
+    async def status(self, request_id: str, *, worth: Worth | None = None) -> JobStatus:
+        """`worth`: what this poll is worth to the request budget (its chance of news)."""
+        answer = await self._call("GET", f"/v2/requests/{request_id}/status", worth=worth)
         return self._read_status(answer, request_id)
 
     async def result(self, request_id: str) -> JobResult:
         """The finished job's video URL; raises JobFailed or ContentBlocked for a failed job."""
-        answer = await self._call("GET", f"/v2/requests/{request_id}")
+        answer = await self._call("GET", f"/v2/requests/{request_id}", worth=_result_worth)
         status = self._read_status(answer, request_id)
         if status.state == "FAILED":
             raise failure_for(status.error, request_id)
@@ -292,28 +293,33 @@ class SegmindClient:
         schedule: PollSchedule,
         *,
         submitted_at: float | None = None,
+        running_since: float | None = None,
         on_status: Callable[[JobStatus], Awaitable[None]] | None = None,
     ) -> JobResult:
-        """Poll on `schedule` until the job finishes; `submitted_at` is a time.time() value."""
+        """Poll on `schedule` until the job finishes. `submitted_at` and `running_since` (when
+        it was first seen PROCESSING, by an earlier run of the bot say) are time.time() values."""
         started = time.time() if submitted_at is None else submitted_at
+        watch = Watch(schedule, started, running_since=running_since)
         polled = False
         not_found: RequestExpired | None = None
         misses = 0
         while True:
-            delay = schedule.delay(time.time() - started)
-            if delay is None:
+            due = watch.due()
+            if due is None:
                 if not_found is not None:
                     raise not_found
                 if polled:
                     raise JobTimedOut("the job did not finish in time", request_id=request_id)
-                delay = 0.0  # picked up late (after a restart, say): look once before giving up
+                due = time.time()  # picked up late (after a restart, say): look once first
+            delay = max(due - time.time(), 0.0)
             if not_found is not None:  # re-checks of a 404 are spaced out, whatever the schedule
                 delay = max(delay, self._retry.backoff(misses))
             polled = True
             await asyncio.sleep(delay)
+            seen: str | None = None
             try:
-                status = await self.status(request_id)
-                not_found, misses = None, 0
+                status = await self.status(request_id, worth=watch.worth)
+                seen, not_found, misses = status.state, None, 0
                 if on_status is not None:
                     await on_status(status)
                 if status.state == "FAILED":
@@ -334,12 +340,16 @@ class SegmindClient:
                 # The job keeps running (and will be billed) whatever our polls meet: keep
                 # watching until the schedule gives up rather than throw the video away.
                 log.warning("still waiting for %s despite: %s", request_id, trouble)
+            finally:
+                watch.saw(seen)
 
     async def upload_image(self, data: bytes, content_type: str) -> str:
         """Put image bytes in Segmind's storage and return their URL (for an input image whose
         own link no longer works). Not billed, so safe to try again."""
         data_url = f"data:{content_type};base64,{base64.b64encode(data).decode()}"
-        answer = await self._call("POST", self._upload_url, payload={"data_urls": [data_url]})
+        answer = await self._call(
+            "POST", self._upload_url, payload={"data_urls": [data_url]}, worth=_submit_worth
+        )
         if answer.status >= 400:
             raise self._error_for(answer, request_id=None)
         urls = None
@@ -379,13 +389,14 @@ class SegmindClient:
         *,
         payload: Mapping[str, Any] | None = None,
         submit: bool = False,
+        worth: Worth | None = None,
         before_send: Hook | None = None,
         after_refusal: RefusalHook | None = None,
     ) -> _Answer:
         """`path` is under the base URL, or a whole URL of Segmind's (its storage upload)."""
         is_submit = submit
         for attempt in range(self._retry.attempts):
-            await self.budget.acquire()
+            await self.budget.acquire(worth)
             if before_send is not None:
                 await before_send()
             try:
@@ -500,6 +511,14 @@ NOT_FOUND_RECHECKS = 3
 # A gateway timeout answers for a proxy, not for Segmind: the job may have been accepted behind
 # it. 429, 500, 502 and 503 are Segmind's own refusals: nothing was accepted.
 _SUBMIT_MAY_HAVE_RUN = frozenset({504})
+def _submit_worth() -> float:
+    return SUBMIT_WORTH
+
+
+def _result_worth() -> float:
+    return RESULT_WORTH
+
+
 # Failures of one poll that say nothing about the job itself.
 _PASSING_TROUBLE = (ProviderError, RateLimited, MalformedResponse, ResultNotReady)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiosqlite
 
+from bot.durations import Run
 from bot.jobs.job import ENDED, IN_PROGRESS, UNFINISHED, Job, JobState
 from bot.jobs.life import AdmissionRefused, Credit, Limits, Owed, Refusal
 
@@ -161,6 +162,10 @@ MIGRATIONS: tuple[str, ...] = (
         finished_at REAL NOT NULL
     );
     CREATE INDEX durations_by_bucket ON durations (model, bucket, finished_at);
+    """,
+    # 8: each run's work relative to the model's defaults, so that buckets learn from each other
+    """
+    ALTER TABLE durations ADD COLUMN work REAL NOT NULL DEFAULT 1.0;
     """,
 )
 
@@ -460,19 +465,18 @@ class Store:
 
     async def recent_durations(
         self, model: str, bucket: str | None, limit: int
-    ) -> list[tuple[str, float | None, float]]:
-        """(bucket, seconds queued, seconds processing) of a model's latest runs, newest
-        first: of one parameter bucket, or of all."""
+    ) -> list[Run]:
+        """A model's latest runs, newest first: of one parameter bucket, or of all."""
         where, arguments = "model = ?", [model]
         if bucket is not None:
             where += " AND bucket = ?"
             arguments.append(bucket)
         rows = await self._rows(
-            f"SELECT bucket, queued, processing FROM durations WHERE {where}"
+            f"SELECT bucket, work, queued, processing FROM durations WHERE {where}"
             " ORDER BY finished_at DESC LIMIT ?",
             [*arguments, limit],
         )
-        return [(row[0], row[1], float(row[2])) for row in rows]
+        return [Run(row[0], float(row[1]), row[2], float(row[3])) for row in rows]
 
     async def prune_durations(self, before: float) -> int:
         return await self._write("DELETE FROM durations WHERE finished_at < ?", before)
@@ -724,12 +728,19 @@ class Transaction:
         )
 
     async def record_duration(
-        self, model: str, bucket: str, queued: float | None, processing: float, *, at: float
+        self,
+        model: str,
+        bucket: str,
+        queued: float | None,
+        processing: float,
+        *,
+        at: float,
+        work: float = 1.0,
     ) -> None:
         await self._db.execute(
-            "INSERT INTO durations (model, bucket, queued, processing, finished_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (model, bucket, queued, processing, at),
+            "INSERT INTO durations (model, bucket, work, queued, processing, finished_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (model, bucket, work, queued, processing, at),
         )
 
     async def drop_owed(self, job_id: str, *, at: float) -> None:

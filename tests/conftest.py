@@ -30,7 +30,7 @@ class FakeClock:
 
 
 def quick_schedule(typical_seconds: float) -> PollSchedule:
-    return PollSchedule(typical_seconds, max_interval=0.2, min_interval=0.02)
+    return PollSchedule.around(typical_seconds, max_interval=0.2, min_interval=0.02)
 
 
 @pytest.fixture

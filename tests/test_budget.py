@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from bot.models import CATALOGUE
-from bot.ratelimit import RequestBudget
+from bot.ratelimit import RequestBudget, busiest
 from bot.segmind import SegmindClient
 from bot.simulator import Simulator
 from bot.store import Store
@@ -18,16 +18,6 @@ from tests.conftest import API_KEY, FAST_RETRY, FakeClock, quick_schedule
 
 SVD = CATALOGUE["svd"]
 PAYLOAD = SVD.payload(SVD.validate({"image": "https://cdn.example.test/cat.png"}))
-
-
-def busiest(times: list[float], window: float) -> int:
-    """The most moments within any `window` seconds."""
-    times, most, start = sorted(times), 0, 0
-    for end, moment in enumerate(times):
-        while moment - times[start] >= window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 async def test_a_hundred_waiters_get_no_more_than_the_limit_in_any_window() -> None:
@@ -160,3 +150,80 @@ async def test_sends_stamped_in_the_future_never_hold_the_budget_longer_than_a_w
     await budget.acquire()
 
     assert grants[0] - 1000.0 == pytest.approx(61.0)
+
+
+# --- The scheduler: which request goes next when the budget binds ---
+
+
+async def granted_order(budget: RequestBudget, worths: dict[str, float]) -> list[str]:
+    order: list[str] = []
+
+    async def ask(name: str) -> None:
+        await budget.acquire(lambda: worths[name])
+        order.append(name)
+
+    await asyncio.gather(*(ask(name) for name in worths))
+    return order
+
+
+async def test_when_the_budget_binds_the_most_valuable_request_goes_first() -> None:
+    budget, _, grants = virtual_budget(5)
+    for _ in range(5):
+        await budget.acquire()  # the window is full
+
+    order = await granted_order(
+        budget, {"long shot": 0.6, "result": 3.0, "likely video": 0.95, "submit": 0.7}
+    )
+
+    assert order == ["result", "likely video", "submit", "long shot"]
+    assert busiest(grants, 61.0) == 5  # and never more than the budget
+
+
+async def test_equal_requests_are_served_in_arrival_order() -> None:
+    budget, _, _ = virtual_budget(3)
+    for _ in range(3):
+        await budget.acquire()
+
+    order = await granted_order(budget, {name: 0.5 for name in "abcdef"})
+
+    assert order == list("abcdef")
+
+
+async def test_a_request_worth_little_is_not_starved_by_a_stream_of_better_ones() -> None:
+    budget, clock, grants = virtual_budget(5)
+    served: list[float] = []
+
+    async def unlikely_poll() -> None:
+        await budget.acquire(lambda: 0.5)  # as much as a submit, but asked first
+        served.append(clock())
+
+    async def better_stream() -> None:  # always one more valuable request waiting
+        while not served:
+            await budget.acquire(lambda: 0.9)
+
+    await asyncio.gather(better_stream(), better_stream(), unlikely_poll())
+
+    # Aging lifts it above the stream within a few windows (one worth of 0.4 every 4 windows).
+    assert served[0] - 1000.0 < 6 * budget.window
+    assert busiest(grants, 61.0) <= 5
+
+
+async def test_long_shots_leave_room_for_a_video_that_turns_up() -> None:
+    budget, clock, grants = virtual_budget(10)
+    order: list[str] = []
+
+    async def ask(name: str, worth: float) -> None:
+        await budget.acquire(lambda: worth)
+        order.append(name)
+
+    long_shots = [asyncio.create_task(ask(f"poll {i}", 0.1)) for i in range(20)]
+    async with asyncio.timeout(5):
+        while len(order) < 8:  # noqa: ASYNC110 (the virtual clock runs while this waits)
+            await asyncio.sleep(0)
+    before, asked = len(order), clock()
+    await ask("result", 3.0)  # a finished job's result, asked once the long shots had gone
+
+    assert before < 10 and order[before] == "result"  # the reserve was still there for it
+    assert grants[before] - asked < 2.0  # at once, not a window later
+    await asyncio.gather(*long_shots)
+    assert busiest(grants, 61.0) <= 10

@@ -33,7 +33,7 @@ def test_defaults(tmp_path: Path, monkeypatch) -> None:
 
     assert settings.segmind_base_url == "https://api.segmind.com"
     assert settings.database_path == Path("data/bot.db")
-    assert settings.segmind_poll_interval_max == 10
+    assert settings.segmind_poll_interval_max == 30
     assert settings.segmind_requests_per_minute == 50
 
 

@@ -13,7 +13,9 @@ from bot.durations import PRIOR_SIGMA, Durations
 from bot.jobs.job import Job
 from bot.jobs.life import Event, Lifecycle, Limits
 from bot.models import CATALOGUE
+from bot.simulator import Simulator
 from bot.store import Store
+from tests.bot_world import bot_world
 
 PIXVERSE = CATALOGUE["pixverse-5-video"]  # typical 67 s; learned by duration and quality
 SHORT = {"prompt": "x", "duration": 5, "quality": "540p"}
@@ -33,9 +35,12 @@ MOMENTS = itertools.count(1_000_000)
 async def runs(store: Store, parameters: dict, *seconds: float, queued: float = 5.0) -> None:
     """Finished runs, oldest first, as the job's life records them."""
     bucket = PIXVERSE.duration_bucket(parameters)
+    work = PIXVERSE.duration_work(parameters)
     for taken in seconds:
         async with store.transaction() as tx:
-            await tx.record_duration(PIXVERSE.slug, bucket, queued, taken, at=next(MOMENTS))
+            await tx.record_duration(
+                PIXVERSE.slug, bucket, queued, taken, at=next(MOMENTS), work=work
+            )
 
 
 async def test_with_no_runs_the_catalogue_typical_time_stands(store: Store) -> None:
@@ -112,7 +117,7 @@ async def test_a_completed_run_is_learned_from_what_the_bot_saw_and_survives_a_r
     await store.close()
 
     reopened = await Store.open(tmp_path / "bot.db")
-    [(_, queued, processing)] = await reopened.recent_durations(
+    [(_, _, queued, processing)] = await reopened.recent_durations(
         PIXVERSE.slug, PIXVERSE.duration_bucket(LONG), 10
     )
     estimate = await Durations(reopened).estimate(PIXVERSE, LONG)
@@ -120,7 +125,8 @@ async def test_a_completed_run_is_learned_from_what_the_bot_saw_and_survives_a_r
 
     assert (queued, processing) == (8.0, 42.0)  # first seen PROCESSING 8 s after the submit
     assert estimate.samples == 1
-    assert math.log(42.0) < estimate.processing.mu < math.log(67.0)
+    guess = 67.0 * PIXVERSE.duration_work(LONG)  # the catalogue's, scaled by the work
+    assert math.log(42.0) < estimate.processing.mu < math.log(guess)
 
 
 async def test_the_providers_own_timings_win_over_the_bots_brackets(tmp_path: Path) -> None:
@@ -134,6 +140,60 @@ async def test_the_providers_own_timings_win_over_the_bots_brackets(tmp_path: Pa
         metrics={"queue_time": 3.5, "inference_time": 61.25},
     )  # fmt: skip
 
-    [(_, queued, processing)] = await store.recent_durations(PIXVERSE.slug, None, 10)
+    [(_, _, queued, processing)] = await store.recent_durations(PIXVERSE.slug, None, 10)
     assert (queued, processing) == (3.5, 61.25)
     await store.close()
+
+
+# --- End to end: the real bot learns a model's duration and polls accordingly ---
+
+
+def detection_delays(simulator: Simulator) -> dict[str, tuple[float, int]]:
+    """Per request id: how long after its finish a poll first saw it COMPLETED, and the polls
+    it took, as Segmind would have counted them."""
+    seen: dict[str, tuple[float, int]] = {}
+    for job in simulator.jobs.values():
+        polls = [e for e in simulator.requests("status") if e.request_id == job.request_id]
+        finished = job.created + job.duration
+        found = next(e.at for e in polls if e.at >= finished)
+        seen[job.request_id] = (found - finished, len(polls))
+    return seen
+
+
+async def test_the_bot_learns_how_long_a_model_takes_and_finds_its_videos_sooner(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    # svd runs take 2 s at this simulator, where the catalogue guesses 30 s; polls may be as
+    # far apart as in production.
+    simulator.speed = 2.0 / CATALOGUE["svd"].typical_seconds
+    async with bot_world(
+        simulator, tmp_path / "bot.db", segmind_poll_interval_max=30.0, queue_guild_concurrency=8
+    ) as world:
+
+        members = [world.guild.add_member(f"member {n}") for n in range(8)]
+
+        async def wave(count: int) -> dict[str, tuple[float, int]]:
+            before, wanted = set(simulator.jobs), len(world.videos()) + count
+            for member in members[:count]:
+                attachment = world.image()
+                await world.slash(member, "svd", {}, attachments={"image": attachment})
+            await world.fake.wait_for(lambda: len(world.videos()) >= wanted, timeout=60)
+            delays = detection_delays(simulator)
+            return {rid: delays[rid] for rid in set(simulator.jobs) - before}
+
+        guessing = await wave(8)
+        assert len(await world.bot.store.recent_durations("svd", None, 100)) == 8
+        learned = await wave(8)
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    # On the guess, the first polls came long after these short runs were over ...
+    assert mean([delay for delay, _ in guessing.values()]) > 2.0
+    # ... once learned, each video is found soon after it is ready, for no more polls.
+    assert mean([delay for delay, _ in learned.values()]) < 0.5 * mean(
+        [delay for delay, _ in guessing.values()]
+    )
+    assert mean([polls for _, polls in learned.values()]) <= 1 + mean(
+        [polls for _, polls in guessing.values()]
+    )

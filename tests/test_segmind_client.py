@@ -486,7 +486,7 @@ async def test_polling_gives_up_before_retention_runs_out(
 ) -> None:
     simulator.speed = 100.0  # the job would take far longer than the schedule allows
     request_id = await client.submit("svd", svd_payload())
-    schedule = PollSchedule(0.3, max_interval=0.1, min_interval=0.02, give_up_after=0.5)
+    schedule = PollSchedule.around(0.3, max_interval=0.1, min_interval=0.02, give_up_after=0.5)
 
     with pytest.raises(JobTimedOut):
         await client.wait(request_id, schedule)

@@ -154,7 +154,8 @@ async def _record_duration(
     if isinstance(metrics.get("queue_time"), int | float):
         queued = float(metrics["queue_time"])
     bucket = job.model.duration_bucket(job.parameters) if job.model else ""
-    await tx.record_duration(job.slug, bucket, queued, max(processing, 0.0), at=at)
+    work = job.model.duration_work(job.parameters) if job.model else 1.0
+    await tx.record_duration(job.slug, bucket, queued, max(processing, 0.0), at=at, work=work)
 
 
 def decide(state: JobState | None, event: Event) -> Transition:

@@ -50,7 +50,7 @@ class JobRunner:
     life: Lifecycle
     images: ImageKeeper | None = None
     durations: Durations | None = None
-    poll_interval_max: float = 10.0
+    poll_interval_max: float = 30.0
     # Submits between "about to send" and their recorded answer: a shutdown waits for them.
     _on_the_wire: int = 0
     _wire_clear: asyncio.Event = field(default_factory=asyncio.Event)
@@ -152,7 +152,7 @@ class JobRunner:
 
     async def _watch(self, job: Job) -> None:
         assert job.request_id is not None
-        schedule = PollSchedule(await self._typical(job), max_interval=self.poll_interval_max)
+        schedule = await self._schedule(job)
 
         async def note(status: JobStatus) -> None:
             nonlocal job
@@ -162,7 +162,11 @@ class JobRunner:
 
         try:
             result = await self.segmind.wait(
-                job.request_id, schedule, submitted_at=job.submitted_at, on_status=note
+                job.request_id,
+                schedule,
+                submitted_at=job.submitted_at,
+                running_since=job.processing_at,
+                on_status=note,
             )
         except ContentBlocked as error:
             await self._report(job, Event.BLOCKED, error)
@@ -177,13 +181,15 @@ class JobRunner:
                 job.id, Event.COMPLETED, video_url=result.video_url, metrics=result.metrics
             )
 
-    async def _typical(self, job: Job) -> float:
-        """How long this job should take: learned from its model's runs once there are any."""
+    async def _schedule(self, job: Job) -> PollSchedule:
+        """Polls placed by what this model's runs have taken, once there are any."""
+        ceiling = self.poll_interval_max
         if job.model is None:
-            return _UNKNOWN_TYPICAL_SECONDS
+            return PollSchedule.around(_UNKNOWN_TYPICAL_SECONDS, max_interval=ceiling)
         if self.durations is None:
-            return job.model.typical_seconds
-        return (await self.durations.estimate(job.model, job.parameters)).typical_total()
+            return PollSchedule.around(job.model.typical_seconds, max_interval=ceiling)
+        estimate = await self.durations.estimate(job.model, job.parameters)
+        return PollSchedule(estimate, max_interval=ceiling)
 
     async def _report(self, job: Job, event: Event, error: BaseException) -> Job:
         applied = await self.life.apply(

@@ -25,6 +25,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.models import CATALOGUE, InvalidParameters
+from bot.ratelimit import busiest
 
 SAMPLE_VIDEO = Path(__file__).with_name("sample.mp4")
 _REQUEST_ID = web.RequestKey("request_id", str)
@@ -174,13 +175,7 @@ class Simulator:
 
     def busiest_window(self, period: float) -> int:
         """The most API requests (not file downloads) that arrived within any `period` seconds."""
-        times = sorted(entry.at for entry in self.log if entry.endpoint != "file")
-        most, start = 0, 0
-        for end, moment in enumerate(times):
-            while moment - times[start] >= period:
-                start += 1
-            most = max(most, end - start + 1)
-        return most
+        return busiest((entry.at for entry in self.log if entry.endpoint != "file"), period)
 
     # --- The protocol ---
 
