@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 Worth = Callable[[], float]
 # What a request is worth when its caller does not say: a plain request, served in its turn.
@@ -124,7 +128,7 @@ class RequestBudget:
             granted = self._clock()
             aging = self.window * AGING_WINDOWS
             chosen, worth = max(
-                ((w, w.worth() + (granted - w.since) / aging) for w in self._waiting),
+                ((w, _worth_of(w) + (granted - w.since) / aging) for w in self._waiting),
                 key=lambda pair: pair[1],
             )
             if worth < NEUTRAL_WORTH and self._free_slots() <= self.limit * RESERVE_SHARE:
@@ -186,3 +190,13 @@ def busiest(moments: Iterable[float], window: float) -> int:
 
 def _neutral() -> float:
     return NEUTRAL_WORTH
+
+
+def _worth_of(waiter: _Waiter) -> float:
+    """A caller's estimate that breaks must not stall every request of the bot."""
+    try:
+        worth = float(waiter.worth())
+    except Exception:
+        log.exception("a request's worth could not be read; it waits as a plain one")
+        return NEUTRAL_WORTH
+    return worth if math.isfinite(worth) else NEUTRAL_WORTH

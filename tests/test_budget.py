@@ -227,3 +227,14 @@ async def test_long_shots_leave_room_for_a_video_that_turns_up() -> None:
     assert grants[before] - asked < 2.0  # at once, not a window later
     await asyncio.gather(*long_shots)
     assert busiest(grants, 61.0) <= 10
+
+
+async def test_a_worth_that_cannot_be_read_stalls_nothing() -> None:
+    budget, _, grants = virtual_budget(2)
+
+    def broken() -> float:
+        raise ZeroDivisionError
+
+    await asyncio.gather(*(budget.acquire(broken) for _ in range(3)), budget.acquire())
+
+    assert len(grants) == 4
