@@ -14,10 +14,14 @@ RUN useradd --create-home --uid 10001 bot \
     && chown bot:bot /data
 
 WORKDIR /app
+# Exact, hashed versions first (a layer that changes only with the lock), then the bot itself.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY bot ./bot
+COPY adapter ./adapter
 COPY cogs ./cogs
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir --no-deps .
 
 USER bot
 VOLUME ["/data"]

@@ -23,6 +23,7 @@ from discord.ext import commands
 
 from adapter.sender import RetryPolicy as MessageRetry
 from adapter.sender import Sender
+from adapter.startup import GaveUp, log_in, quiet_discord_logs, say_gave_up
 from bot.config import Settings
 from bot.durations import Durations
 from bot.images import ImageKeeper
@@ -300,10 +301,24 @@ def _missing_options(interaction: discord.Interaction) -> list[str]:
 
 def run(settings: Settings) -> int:
     """Run the bot until it is stopped; the exit status of `python -m bot`."""
+    quiet_discord_logs()  # before the bot is built: discord.py warns about voice at once
     bot = VideoBot(settings, handle_signals=True)
     try:
-        bot.run(settings.discord_token.get_secret_value(), log_handler=None)
+        asyncio.run(_run(bot, settings))
+    except KeyboardInterrupt:
+        return 0
     except discord.LoginFailure:
         print("Configuration error: DISCORD_TOKEN was refused by Discord", file=sys.stderr)
         return 1
+    except GaveUp as error:
+        say_gave_up(error)
+        return 1
     return 0
+
+
+async def _run(bot: VideoBot, settings: Settings) -> None:
+    async with bot:
+        await log_in(
+            bot, settings.discord_token.get_secret_value(), settings.discord_connect_attempts
+        )
+        await bot.connect(reconnect=True)

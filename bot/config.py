@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # Below Docker's 10 s between SIGTERM and SIGKILL.
     shutdown_grace_seconds: float = Field(default=8.0, ge=0, le=600)
     health_interval_seconds: float = Field(default=15.0, gt=0)
+    # How often to try reaching Discord at start-up before giving up (None: keep trying).
+    discord_connect_attempts: int | None = Field(default=None, ge=1)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

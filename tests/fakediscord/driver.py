@@ -63,13 +63,16 @@ class FakeDiscord(Gateway, RestRoutes):
         heartbeat_interval_ms: int = 41250,
         ack_deadline: float = 3.0,
         token_lifetime: float = 15 * 60.0,
+        port: int = 0,
     ) -> None:
+        """`port`: where to listen (0: any free one), for a bot told the address beforehand."""
         World.__init__(self, token=token, bot_name=bot_name, application_flags=application_flags)
         self._init_gateway(heartbeat_interval_ms=heartbeat_interval_ms)
         self._init_rest(ack_deadline=ack_deadline)
         # Lifetime of an interaction token (Discord: 15 minutes).
         self.token_lifetime = token_lifetime
         self._runner: web.AppRunner | None = None
+        self._listen_port = port
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -84,7 +87,7 @@ class FakeDiscord(Gateway, RestRoutes):
         await self._runner.setup()
         # A burst of commands opens hundreds of connections at once; the default listen backlog
         # (128) would drop some, and the client would retry them only after a 1 s SYN timeout.
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
+        site = web.TCPSite(self._runner, "127.0.0.1", self._listen_port, backlog=1024)
         await site.start()
         self._port = self._runner.addresses[0][1]
 
