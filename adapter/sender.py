@@ -327,8 +327,9 @@ class Sender:
         if job is None or job.state is not JobState.COMPLETED:
             await self.store.settle_message(row.seq, "dropped", self.clock())
             return
-        if row.started_at is not None and await self._already_posted(job, row.started_at):
-            await self._settle(job, row, Event.DELIVERED)  # posted just before a crash
+        posted = None if row.started_at is None else await self._already_posted(job, row.started_at)
+        if posted is not None:  # posted just before a crash
+            await self._settle(job, row, Event.DELIVERED, video_message_id=posted)
             return
         await self.store.start_message(row.seq, self.clock())
         try:
@@ -344,7 +345,7 @@ class Sender:
         except SegmindError as error:
             raise _TryLater(str(error)) from error
         try:
-            await send_video(
+            message = await send_video(
                 self._recipient(job),
                 video,
                 content=self._video_text(job),
@@ -356,7 +357,7 @@ class Sender:
             return
         finally:
             video.unlink(missing_ok=True)
-        await self._settle(job, row, Event.DELIVERED)
+        await self._settle(job, row, Event.DELIVERED, video_message_id=message.id)
 
     def _video_text(self, job: Job) -> str:
         taken = self.clock() - job.created_at
@@ -379,19 +380,23 @@ class Sender:
         await self._settle(job, row, Event.DELIVERED_AS_LINK, why)
 
     async def _settle(
-        self, job: Job, row: OwedMessage, event: Event, why: BaseException | None = None
+        self,
+        job: Job,
+        row: OwedMessage,
+        event: Event,
+        why: BaseException | None = None,
+        **facts: Any,
     ) -> None:
-        facts = {}
         if why is not None:
-            facts = {"error": describe_failure(why), "failure": type(why).__name__}
+            facts |= {"error": describe_failure(why), "failure": type(why).__name__}
         settled_as = "undeliverable" if event is Event.DELIVERY_FAILED else "sent"
         try:
             await self.life.apply(job.id, event, settles=row.seq, settled_as=settled_as, **facts)
         except TransitionRefused:  # the bot left the server meanwhile, say
             await self.store.settle_message(row.seq, "dropped", self.clock())
 
-    async def _already_posted(self, job: Job, since: float) -> bool:
-        """Whether the video message is in the channel already (posted just before a crash)."""
+    async def _already_posted(self, job: Job, since: float) -> int | None:
+        """The video's message if it is in the channel already (posted just before a crash)."""
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         marker = regenerate_marker(job.id)
         me = self.client.user.id if self.client.user else self.client.application_id
@@ -401,14 +406,14 @@ class Sender:
             # Newest first, back to the first attempt: however busy the channel was meanwhile.
             async for message in channel.history(limit=None, after=after, oldest_first=False):
                 if message.author.id == me and marker in custom_ids(message):
-                    return True
+                    return message.id
         except discord.HTTPException as error:
             if not permanent(error):
                 raise _TryLater(f"the channel's history could not be read: {error}") from error
             # Never readable (no Read Message History): posting again risks a duplicate, not
             # posting would lose the video for good.
             log.warning("cannot read the history of channel %s: %s", job.channel_id, error)
-        return False
+        return None
 
     # --- reaching the member ---
 

@@ -47,10 +47,15 @@ def progress_bar(fraction: float, cells: int = 12) -> str:
     return "▰" * filled + "▱" * (cells - filled)
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 video`, `3 videos`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def credits_text(amount: int | None) -> str:
     if amount is None:
         return "no limit"
-    return f"{amount} credit" if amount == 1 else f"{amount} credits"
+    return plural(amount, "credit")
 
 
 def megabytes(size: int) -> str:

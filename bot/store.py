@@ -167,6 +167,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE durations ADD COLUMN work REAL NOT NULL DEFAULT 1.0;
     """,
+    # 9: where each video was posted, so /jobs can link a member's finished videos
+    """
+    ALTER TABLE jobs ADD COLUMN video_message_id INTEGER;
+    CREATE INDEX jobs_delivered ON jobs (guild_id, member_id, finished_at)
+        WHERE state = 'delivered';
+    """,
 )
 
 _JOB_COLUMNS = (
@@ -174,6 +180,7 @@ _JOB_COLUMNS = (
     "provider_state", "request_id", "video_url", "credits", "created_at", "submitted_at",
     "processing_at", "finished_at", "error", "failure", "interaction_id", "interaction_token",
     "token_expires_at", "status_message_id", "filesize_limit", "image_file", "image_taken_at",
+    "video_message_id",
 )  # fmt: skip
 _UPDATABLE = frozenset(_JOB_COLUMNS) - {"id", "guild_id", "member_id", "model", "credits"}
 EVERYONE = 0
@@ -311,6 +318,14 @@ class Store:
             f"WHERE guild_id = ? AND member_id = ? AND state IN ({_marks(IN_PROGRESS)})"
             " ORDER BY seq",
             guild_id, member_id, *IN_PROGRESS,
+        )  # fmt: skip
+
+    async def finished_videos(self, guild_id: int, member_id: int, limit: int) -> list[Job]:
+        """The member's latest delivered videos in this server, newest first."""
+        return await self._jobs(
+            "WHERE guild_id = ? AND member_id = ? AND state = 'delivered'"
+            " ORDER BY finished_at DESC LIMIT ?",
+            guild_id, member_id, limit,
         )  # fmt: skip
 
     async def room(self, guild_id: int, member_id: int) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from adapter.views import CancelButton
-from bot.formats import fit, shorten
+from bot.formats import fit, plural, shorten
 from bot.jobs.job import Job, JobState
 from bot.jobs.service import CancelOutcome
 
@@ -65,7 +65,9 @@ class JobsCog(commands.Cog):
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         await self.bot.jobs.server_left(guild.id)
 
-    @app_commands.command(name="jobs", description="Your queued and running videos here")
+    @app_commands.command(
+        name="jobs", description="Your queued and running videos here, and your last ten made"
+    )
     @app_commands.guild_only()
     async def jobs(self, interaction: discord.Interaction[VideoBot]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -73,22 +75,36 @@ class JobsCog(commands.Cog):
             await interaction.edit_original_response(content="This command works in servers only.")
             return
         mine = await self.bot.jobs.in_progress(interaction.guild_id, interaction.user.id)
-        if not mine:
+        made = await self.bot.jobs.finished_videos(interaction.guild_id, interaction.user.id)
+        if not mine and not made:
             await interaction.edit_original_response(
-                content="You have no queued or running videos here."
+                content="You have no queued or running videos here, and none made yet."
             )
             return
         view = discord.ui.View(timeout=None)
-        lines = []
-        for number, job in enumerate(mine[:25], start=1):
+        lines = ["**In progress**"] if mine else ["You have no queued or running videos here."]
+        for number, job in enumerate(mine[:20], start=1):
             lines.append(f"{number}. {self._describe(job)}")
             if job.state is not JobState.COMPLETED:
                 view.add_item(CancelButton(job.id, label=f"Cancel {number}"))
+        if made:
+            lines += ["", f"**Your last {plural(len(made), 'video')} here**"]
+            lines += [f"- {self._describe_made(job)}" for job in made]
         await interaction.edit_original_response(
             content=fit("\n".join(lines)),
             view=view,
             allowed_mentions=discord.AllowedMentions.none(),
         )
+
+    def _describe_made(self, job: Job) -> str:
+        when = f"<t:{int(job.finished_at or job.created_at)}:R>"
+        if job.video_message_id is None:
+            where = "sent to you as a link"
+        else:
+            channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+            where = channel.get_partial_message(job.video_message_id).jump_url
+        prompt = f": {shorten(job.prompt, 60)}" if job.prompt else ""
+        return f"**/{job.command}** {when}{prompt} · {where}"
 
     def _describe(self, job: Job) -> str:
         place = self.bot.jobs.place(job)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -403,6 +404,25 @@ async def test_the_jobs_command_lists_own_jobs_with_cancel_buttons(world: World)
 
     assert "first" in text and "second" in text and "not alice" not in text
     assert interaction_buttons(listing) == 2
+
+
+async def test_the_jobs_command_links_the_members_last_ten_videos_here(world: World) -> None:
+    for n in range(11):
+        await world.slash(world.alice, "grok-video", {"prompt": f"video {n}"})
+        await world.delivered(n + 1)
+    await world.slash(world.bob, "grok-video", {"prompt": "bob's own"})
+    await world.delivered(12)
+    await world.fake.wait_for(world.settled, message="all told")
+
+    text = await world.reply_to(await world.slash(world.alice, "jobs"))
+
+    links = re.findall(r"https://discord\.com/channels/(\d+)/(\d+)/(\d+)", text)
+    posted = {str(m.id): m for m in world.videos()}
+    assert len(links) == 10  # the last ten, newest first
+    assert posted[links[0][2]].content.endswith("video 10")
+    assert all(guild == str(world.guild.id) for guild, _, _ in links)
+    assert all("bob" not in posted[message].content for _, _, message in links)
+    assert "video 0" not in text and "You have no queued or running videos here." in text
 
 
 def interaction_buttons(interaction: Any) -> int:

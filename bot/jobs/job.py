@@ -73,6 +73,8 @@ class Job:
     # member gave it: its link may have stopped working by the time the job is (re)sent.
     image_file: str | None = None
     image_taken_at: float | None = None
+    # The message the video was posted in (None: sent as a link, or not posted).
+    video_message_id: int | None = None
 
     @property
     def model(self) -> VideoModel | None:

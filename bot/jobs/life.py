@@ -130,6 +130,7 @@ TABLE: dict[tuple[JobState | None, Event], Transition] = {
 FACTS: dict[Event, frozenset[str]] = {
     E.SUBMITTED: frozenset({"request_id"}),
     E.COMPLETED: frozenset({"video_url"}),
+    E.DELIVERED: frozenset({"video_message_id"}),
 }
 _REASONED = (
     E.SUBMIT_REFUSED, E.SUBMIT_DEFERRED, E.SUBMIT_OUTCOME_UNKNOWN, E.FAILED, E.BLOCKED,

@@ -151,6 +151,9 @@ class JobService:
     async def in_progress(self, guild_id: int, member_id: int) -> list[Job]:
         return await self.store.jobs_in_progress(guild_id, member_id)
 
+    async def finished_videos(self, guild_id: int, member_id: int, limit: int = 10) -> list[Job]:
+        return await self.store.finished_videos(guild_id, member_id, limit)
+
     def place(self, job: Job) -> tuple[int, int] | None:
         """(place in line, jobs waiting) while the job waits in this process's queue."""
         position = self.queue.position(job)
