@@ -41,7 +41,7 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.video", "cogs.jobs", "cogs.quota", "cogs.stats")
+EXTENSIONS = ("cogs.video", "cogs.jobs", "cogs.quota", "cogs.settings", "cogs.stats")
 TREE_HASH_KEY = "command_tree_hash"
 
 

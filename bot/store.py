@@ -23,6 +23,7 @@ import aiosqlite
 from bot.durations import Run
 from bot.jobs.job import ENDED, IN_PROGRESS, UNFINISHED, Job, JobState
 from bot.jobs.life import AdmissionRefused, Credit, Limits, Owed, Refusal
+from bot.server_rules import RuleKind, ServerRules
 
 # Each step moves the schema one version up; append, never edit a released step.
 MIGRATIONS: tuple[str, ...] = (
@@ -173,6 +174,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_delivered ON jobs (guild_id, member_id, finished_at)
         WHERE state = 'delivered';
     """,
+    # 10: each server's rules for video commands (/settings): channels, roles, models
+    """
+    CREATE TABLE server_rules (
+        guild_id INTEGER NOT NULL,
+        kind     TEXT NOT NULL,
+        value    TEXT NOT NULL,
+        PRIMARY KEY (guild_id, kind, value)
+    );
+    """,
 )
 
 _JOB_COLUMNS = (
@@ -319,6 +329,31 @@ class Store:
             " ORDER BY seq",
             guild_id, member_id, *IN_PROGRESS,
         )  # fmt: skip
+
+    async def server_rules(self, guild_id: int) -> ServerRules:
+        rows = await self._rows(
+            "SELECT kind, value FROM server_rules WHERE guild_id = ?", [guild_id]
+        )
+        return ServerRules.from_rows((row[0], row[1]) for row in rows)
+
+    async def add_rule(self, guild_id: int, kind: RuleKind, value: str | int) -> bool:
+        """False when the server already had it."""
+        return bool(await self._write(
+            "INSERT OR IGNORE INTO server_rules (guild_id, kind, value) VALUES (?, ?, ?)",
+            guild_id, kind.value, str(value),
+        ))  # fmt: skip
+
+    async def remove_rule(self, guild_id: int, kind: RuleKind, value: str | int) -> bool:
+        """False when the server did not have it."""
+        return bool(await self._write(
+            "DELETE FROM server_rules WHERE guild_id = ? AND kind = ? AND value = ?",
+            guild_id, kind.value, str(value),
+        ))  # fmt: skip
+
+    async def clear_rules(self, guild_id: int, kind: RuleKind) -> int:
+        return await self._write(
+            "DELETE FROM server_rules WHERE guild_id = ? AND kind = ?", guild_id, kind.value
+        )
 
     async def finished_videos(self, guild_id: int, member_id: int, limit: int) -> list[Job]:
         """The member's latest delivered videos in this server, newest first."""

@@ -8,10 +8,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.formats import credits_text, fit
+from bot.formats import credits_text
 from bot.models import CATALOGUE
 from bot.quotas import Allowance, Period
 from bot.store import EVERYONE, Store
+from cogs.managing import MANAGERS, MODEL_CHOICES, guild_of, reply
 
 if TYPE_CHECKING:
     from adapter.app import VideoBot
@@ -19,10 +20,6 @@ if TYPE_CHECKING:
 LIMIT_MAX = 1_000_000
 LIMIT = app_commands.Range[int, -1, LIMIT_MAX]
 LIMIT_HELP = "Credits per period; -1 for no limit"
-MODEL_CHOICES = [
-    app_commands.Choice(name=f"/{model.command}", value=model.slug) for model in CATALOGUE.values()
-]
-QUIET = discord.AllowedMentions.none()
 
 
 class QuotaCog(commands.Cog):
@@ -30,7 +27,7 @@ class QuotaCog(commands.Cog):
         name="quota",
         description="How many credits members may spend on videos",
         guild_only=True,
-        default_permissions=discord.Permissions(manage_guild=True),
+        default_permissions=MANAGERS,
     )
 
     def __init__(self, bot: VideoBot) -> None:
@@ -46,8 +43,8 @@ class QuotaCog(commands.Cog):
     @app_commands.checks.has_permissions(manage_guild=True)
     async def set_default(self, interaction: discord.Interaction[VideoBot], limit: LIMIT) -> None:
         await interaction.response.defer(ephemeral=True)
-        await self.store.update_guild_quota(_guild(interaction), member_limit=_limit(limit))
-        await _reply(
+        await self.store.update_guild_quota(guild_of(interaction), member_limit=_limit(limit))
+        await reply(
             interaction, f"Each member may now spend {credits_text(_limit(limit))} per period."
         )
 
@@ -58,8 +55,8 @@ class QuotaCog(commands.Cog):
         self, interaction: discord.Interaction[VideoBot], user: discord.Member, limit: LIMIT
     ) -> None:
         await interaction.response.defer(ephemeral=True)
-        await self.store.set_member_override(_guild(interaction), user.id, _limit(limit))
-        await _reply(
+        await self.store.set_member_override(guild_of(interaction), user.id, _limit(limit))
+        await reply(
             interaction, f"{user.mention} may now spend {credits_text(_limit(limit))} per period."
         )
 
@@ -68,8 +65,8 @@ class QuotaCog(commands.Cog):
     @app_commands.checks.has_permissions(manage_guild=True)
     async def set_guild(self, interaction: discord.Interaction[VideoBot], limit: LIMIT) -> None:
         await interaction.response.defer(ephemeral=True)
-        await self.store.update_guild_quota(_guild(interaction), guild_limit=_limit(limit))
-        await _reply(
+        await self.store.update_guild_quota(guild_of(interaction), guild_limit=_limit(limit))
+        await reply(
             interaction, f"The server may now spend {credits_text(_limit(limit))} per period."
         )
 
@@ -86,10 +83,10 @@ class QuotaCog(commands.Cog):
         await interaction.response.defer(ephemeral=True)
         # Discord shows the choices and range; what arrives is checked here all the same.
         if model not in CATALOGUE or not 0 <= credits <= 1000:
-            await _reply(interaction, "Choose one of the listed models and 0 to 1000 credits.")
+            await reply(interaction, "Choose one of the listed models and 0 to 1000 credits.")
             return
-        await self.store.set_model_cost(_guild(interaction), model, credits)
-        await _reply(
+        await self.store.set_model_cost(guild_of(interaction), model, credits)
+        await reply(
             interaction, f"**/{CATALOGUE[model].command}** now costs {credits_text(credits)}."
         )
 
@@ -100,10 +97,10 @@ class QuotaCog(commands.Cog):
     async def period(self, interaction: discord.Interaction[VideoBot], period: str) -> None:
         await interaction.response.defer(ephemeral=True)
         if period not in set(Period):
-            await _reply(interaction, "The period must be day, week or month.")
+            await reply(interaction, "The period must be day, week or month.")
             return
-        await self.store.update_guild_quota(_guild(interaction), period=period)
-        await _reply(interaction, f"Credits now reset every {period} (UTC).")
+        await self.store.update_guild_quota(guild_of(interaction), period=period)
+        await reply(interaction, f"Credits now reset every {period} (UTC).")
 
     @quota.command(name="show", description="Limits, usage and top spenders this period")
     @app_commands.describe(user="Show this member's standing too")
@@ -112,7 +109,7 @@ class QuotaCog(commands.Cog):
         self, interaction: discord.Interaction[VideoBot], user: discord.Member | None = None
     ) -> None:
         await interaction.response.defer(ephemeral=True)
-        guild_id = _guild(interaction)
+        guild_id = guild_of(interaction)
         quotas = self.bot.jobs.quotas
         standing = await quotas.allowance(guild_id, user.id if user else EVERYONE)
         settings = await self.store.guild_quota(guild_id)
@@ -131,7 +128,7 @@ class QuotaCog(commands.Cog):
         if spenders:
             ranking = ", ".join(f"<@{member}> {used}" for member, used in spenders)
             lines.append(f"Top spenders: {ranking}")
-        await _reply(interaction, "\n".join(lines))
+        await reply(interaction, "\n".join(lines))
 
     @quota.command(name="reset", description="Start this period's usage from zero")
     @app_commands.describe(user="Only this member (default: everyone)")
@@ -141,15 +138,15 @@ class QuotaCog(commands.Cog):
     ) -> None:
         await interaction.response.defer(ephemeral=True)
         now = self.bot.jobs.quotas.clock().timestamp()
-        await self.store.reset_usage(_guild(interaction), user.id if user else EVERYONE, now)
+        await self.store.reset_usage(guild_of(interaction), user.id if user else EVERYONE, now)
         who = user.mention if user else "everyone in this server"
-        await _reply(interaction, f"Usage reset for {who}.")
+        await reply(interaction, f"Usage reset for {who}.")
 
     @app_commands.command(name="usage", description="Your video credits: used, left, next reset")
     @app_commands.guild_only()
     async def usage(self, interaction: discord.Interaction[VideoBot]) -> None:
         await interaction.response.defer(ephemeral=True)
-        guild_id = _guild(interaction)
+        guild_id = guild_of(interaction)
         standing = await self.bot.jobs.quotas.allowance(guild_id, interaction.user.id)
         if standing.member_limit is None:
             mine = (
@@ -167,18 +164,13 @@ class QuotaCog(commands.Cog):
             budget = credits_text(standing.guild_limit)
             server = f"\nThe server has {standing.guild_left} of its {budget} left."
         costs = await self._cost_lines(guild_id)
-        await _reply(
+        await reply(
             interaction, f"{mine} Credits reset {_when(standing)}.{server}\nCosts: {costs}"
         )
 
     async def _cost_lines(self, guild_id: int) -> str:
         costs = await self.bot.jobs.quotas.costs(guild_id)
         return ", ".join(f"/{CATALOGUE[slug].command} {cost}" for slug, cost in costs.items())
-
-
-def _guild(interaction: discord.Interaction) -> int:
-    assert interaction.guild_id is not None  # the commands are guild-only
-    return interaction.guild_id
 
 
 def _limit(value: int) -> int | None:
@@ -188,10 +180,6 @@ def _limit(value: int) -> int | None:
 
 def _when(standing: Allowance) -> str:
     return f"<t:{int(standing.resets_at.timestamp())}:R>"
-
-
-async def _reply(interaction: discord.Interaction, text: str) -> None:
-    await interaction.edit_original_response(content=fit(text), allowed_mentions=QUIET)
 
 
 async def setup(bot: VideoBot) -> None:

@@ -24,6 +24,7 @@ from bot.images import ImageLimits, ImageRejected, check_content, check_declared
 from bot.jobs.job import Job
 from bot.models import CATALOGUE, VideoModel, bounds, choices
 from bot.refusals import ModelNotOffered, NotHere, Refused, UnknownJob, describe_refusal
+from bot.server_rules import Place
 
 if TYPE_CHECKING:
     from adapter.app import VideoBot
@@ -175,6 +176,7 @@ class VideoCog(commands.Cog):
         """Judge everything that needs no download first; fetch and decode the image last."""
         if interaction.guild_id is None or interaction.channel_id is None:
             raise NotHere(GUILD_ONLY)
+        await self._check_rules(interaction, model.slug)
         image: discord.Attachment | None = values.pop(IMAGE_OPTION, None)
         if image is not None:
             assert model.image_parameter is not None
@@ -194,6 +196,22 @@ class VideoCog(commands.Cog):
             parameters=_with_fresh_seed(model, parameters, keep=True),
             image_file=kept,
             image_taken_at=time.time() if kept else None,
+        )
+
+    async def _check_rules(self, interaction: discord.Interaction[VideoBot], slug: str) -> None:
+        """The server's /settings: channels, roles and models, before anything else."""
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        rules = await self.bot.store.server_rules(interaction.guild_id)
+        channel = interaction.channel
+        member = interaction.user
+        rules.check(
+            Place(
+                channel_id=interaction.channel_id,
+                parent_id=channel.parent_id if isinstance(channel, discord.Thread) else None,
+                role_ids=frozenset(role.id for role in getattr(member, "roles", ())),
+                manages_server=interaction.permissions.manage_guild,
+            ),
+            slug,
         )
 
     async def _check_and_keep(self, attachment: discord.Attachment) -> str:
@@ -256,6 +274,7 @@ class VideoCog(commands.Cog):
             raise ModelNotOffered(
                 f"This bot no longer offers `{original.slug}`, so this video cannot be made again."
             )
+        await self._check_rules(interaction, model.slug)
         await self.bot.jobs.check_room(original.guild_id, original.member_id, model.slug)
         if original.image_file is not None:
             self.bot.images.keep_again(original.image_file)

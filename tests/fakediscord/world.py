@@ -40,6 +40,7 @@ FLAG_COMPONENTS_V2 = 1 << 15
 
 # Channel types.
 GUILD_TEXT = 0
+PUBLIC_THREAD = 11
 DM = 1
 
 ALL_PERMISSIONS = discord.Permissions.all().value
@@ -267,6 +268,7 @@ class FakeChannel:
     position: int = 0
     # target id -> (type 0 role / 1 member, allow, deny)
     overwrites: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    parent: FakeChannel | None = None  # a thread's channel
 
     @property
     def mention(self) -> str:
@@ -303,11 +305,25 @@ class FakeChannel:
                 for target, (kind, allow, deny) in self.overwrites.items()
             ],
             "nsfw": False,
-            "parent_id": None,
+            "parent_id": str(self.parent.id) if self.parent else None,
             "topic": None,
             "rate_limit_per_user": 0,
             "last_message_id": None,
             "flags": 0,
+            **(self._thread_fields() if self.type == PUBLIC_THREAD else {}),
+        }
+
+    def _thread_fields(self) -> Json:
+        return {
+            "owner_id": str(self.guild.owner_id) if self.guild else None,
+            "message_count": 0,
+            "member_count": 1,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": "2026-01-01T00:00:00+00:00",
+                "locked": False,
+            },
         }
 
 
@@ -372,6 +388,13 @@ class FakeGuild:
         if self.announced:
             self._fake._broadcast_soon("CHANNEL_CREATE", channel.to_payload())
         return channel
+
+    def add_thread(self, name: str, parent: FakeChannel) -> FakeChannel:
+        """A public thread under `parent`, for interactions in it (discord.py skips it in the
+        channels of GUILD_CREATE, as Discord lists threads apart)."""
+        thread = FakeChannel(snowflake(), name, PUBLIC_THREAD, guild=self, parent=parent)
+        self.channels.append(thread)
+        return thread
 
     def add_role(self, name: str, permissions: int = 0) -> FakeRole:
         role = FakeRole(snowflake(), name, permissions, position=len(self.roles))

@@ -1,0 +1,173 @@
+"""`/settings` for server managers: where and by whom videos are made, and which models."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.formats import names
+from bot.models import CATALOGUE
+from bot.server_rules import RuleKind, ServerRules, channel_mentions, role_mentions
+from bot.store import Store
+from cogs.managing import MANAGERS, MODEL_CHOICES, guild_of, reply
+
+if TYPE_CHECKING:
+    from adapter.app import VideoBot
+
+VideoChannel = (
+    discord.TextChannel | discord.VoiceChannel | discord.StageChannel | discord.ForumChannel
+)
+
+
+class SettingsCog(commands.Cog):
+    settings = app_commands.Group(
+        name="settings",
+        description="Where and by whom videos are made in this server",
+        guild_only=True,
+        default_permissions=MANAGERS,
+    )
+    channels = app_commands.Group(
+        name="channels", description="The channels video commands work in", parent=settings
+    )
+    roles = app_commands.Group(
+        name="roles", description="The roles that may make videos", parent=settings
+    )
+
+    def __init__(self, bot: VideoBot) -> None:
+        self.bot = bot
+
+    @property
+    def store(self) -> Store:
+        return self.bot.store
+
+    # The permission is checked here too: default_permissions only hides the commands.
+
+    @channels.command(name="add", description="Allow video commands in this channel")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def channels_add(
+        self, interaction: discord.Interaction[VideoBot], channel: VideoChannel
+    ) -> None:
+        await self._change(interaction, RuleKind.CHANNEL, channel, add=True)
+
+    @channels.command(name="remove", description="Stop allowing video commands in a channel")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def channels_remove(
+        self, interaction: discord.Interaction[VideoBot], channel: VideoChannel
+    ) -> None:
+        await self._change(interaction, RuleKind.CHANNEL, channel, add=False)
+
+    @channels.command(name="clear", description="Allow video commands in every channel")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def channels_clear(self, interaction: discord.Interaction[VideoBot]) -> None:
+        await self._clear(interaction, RuleKind.CHANNEL, "The channel list is cleared.")
+
+    @channels.command(name="show", description="The channels video commands work in")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def channels_show(self, interaction: discord.Interaction[VideoBot]) -> None:
+        await interaction.response.defer(ephemeral=True)
+        await self._answer(interaction, "")
+
+    @roles.command(name="add", description="Let members with this role make videos")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def roles_add(
+        self, interaction: discord.Interaction[VideoBot], role: discord.Role
+    ) -> None:
+        await self._change(interaction, RuleKind.ROLE, role, add=True)
+
+    @roles.command(name="remove", description="Take a role off the list of roles that may")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def roles_remove(
+        self, interaction: discord.Interaction[VideoBot], role: discord.Role
+    ) -> None:
+        await self._change(interaction, RuleKind.ROLE, role, add=False)
+
+    @roles.command(name="clear", description="Let every member make videos")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def roles_clear(self, interaction: discord.Interaction[VideoBot]) -> None:
+        await self._clear(interaction, RuleKind.ROLE, "The role list is cleared.")
+
+    @roles.command(name="show", description="The roles that may make videos")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def roles_show(self, interaction: discord.Interaction[VideoBot]) -> None:
+        await interaction.response.defer(ephemeral=True)
+        await self._answer(interaction, "")
+
+    async def _change(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        kind: RuleKind,
+        target: VideoChannel | discord.Role,
+        *,
+        add: bool,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True)
+        guild = guild_of(interaction)
+        if add:
+            changed = await self.store.add_rule(guild, kind, target.id)
+            head = f"{target.mention} is listed." if changed else f"{target.mention} was listed."
+        else:
+            changed = await self.store.remove_rule(guild, kind, target.id)
+            head = f"{target.mention} is no longer listed." if changed else (
+                f"{target.mention} was not listed."
+            )  # fmt: skip
+        await self._answer(interaction, head)
+
+    async def _clear(
+        self, interaction: discord.Interaction[VideoBot], kind: RuleKind, head: str
+    ) -> None:
+        await interaction.response.defer(ephemeral=True)
+        await self.store.clear_rules(guild_of(interaction), kind)
+        await self._answer(interaction, head)
+
+    @settings.command(name="model", description="Switch a model's command on or off here")
+    @app_commands.describe(model="The model", enabled="Whether members may use it")
+    @app_commands.choices(model=MODEL_CHOICES)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def model(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        model: app_commands.Choice[str],
+        enabled: bool,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True)
+        guild = guild_of(interaction)
+        if enabled:
+            await self.store.remove_rule(guild, RuleKind.DISABLED_MODEL, model.value)
+        else:
+            await self.store.add_rule(guild, RuleKind.DISABLED_MODEL, model.value)
+        state = "on" if enabled else "off"
+        await self._answer(interaction, f"`{model.name}` is switched {state} in this server.")
+
+    @settings.command(name="show", description="Everything /settings holds for this server")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def show(self, interaction: discord.Interaction[VideoBot]) -> None:
+        await interaction.response.defer(ephemeral=True)
+        await self._answer(interaction, "")
+
+    async def _answer(self, interaction: discord.Interaction[VideoBot], head: str) -> None:
+        """What changed, then the server's rules as they now stand."""
+        rules = await self.store.server_rules(guild_of(interaction))
+        text = "\n".join(line for line in (head, *describe(rules)) if line)
+        await reply(interaction, text)
+
+
+def describe(rules: ServerRules) -> list[str]:
+    channels = names(channel_mentions(rules.channels)) or "every channel"
+    roles = names(role_mentions(rules.roles)) or "every member"
+    offered = [m for m in CATALOGUE.values() if m.slug not in rules.disabled_models]
+    off = [m for m in CATALOGUE.values() if m.slug in rules.disabled_models]
+    lines = [
+        f"**Channels:** {channels}" + (" (and their threads)" if rules.channels else ""),
+        f"**Who may:** {roles}" + (" (and server managers)" if rules.roles else ""),
+        f"**Models on:** {names([f'/{m.command}' for m in offered]) or 'none'}",
+    ]
+    if off:
+        lines.append(f"**Models off:** {names([f'/{m.command}' for m in off])}")
+    return lines
+
+
+async def setup(bot: VideoBot) -> None:
+    await bot.add_cog(SettingsCog(bot))

@@ -1,0 +1,124 @@
+"""`/settings` end to end on the fake Discord: where, by whom and which models."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.simulator import Simulator
+from tests.bot_world import World, bot_world
+from tests.fakediscord import FakeInteraction, FakeMember
+
+PROMPT = {"prompt": "a lighthouse at dusk"}
+
+
+@pytest.fixture
+async def world(simulator: Simulator, tmp_path: Path) -> AsyncIterator[World]:
+    simulator.speed = 0.005
+    async with bot_world(simulator, tmp_path / "bot.db") as started:
+        yield started
+
+
+async def settings(world: World, command: str, options: dict | None = None) -> str:
+    """/settings <command> as the server's manager; the private answer."""
+    return await world.reply_to(await world.slash(world.manager, f"settings {command}", options))
+
+
+async def refused_without_a_trace(world: World, interaction: FakeInteraction, *words: str) -> str:
+    """A video command's refusal: private, naming what it should, nothing sent, nothing spent."""
+    reply = await world.reply_to(interaction)
+    assert interaction.original is not None and interaction.original.ephemeral
+    for word in words:
+        assert word in reply
+    assert not world.simulator.requests("submit")
+    assert await world.credit_states() == []  # no job, so no credits reserved
+    return reply
+
+
+async def test_every_settings_command_is_for_managers_only(world: World) -> None:
+    videos = world.guild.add_channel("videos")
+    makers = world.guild.add_role("makers")
+    for command, options in (
+        ("channels add", {"channel": videos}),
+        ("channels remove", {"channel": videos}),
+        ("channels clear", None),
+        ("channels show", None),
+        ("roles add", {"role": makers}),
+        ("roles remove", {"role": makers}),
+        ("roles clear", None),
+        ("roles show", None),
+        ("model", {"model": "svd", "enabled": False}),
+        ("show", None),
+    ):
+        attempt = await world.slash(world.alice, f"settings {command}", options)
+        assert "Manage Server" in await world.reply_to(attempt), command
+
+    assert "every channel" in await settings(world, "show")  # nothing was changed
+    assert "Models off" not in await settings(world, "show")
+
+
+async def test_video_commands_kept_to_listed_channels_and_their_threads(world: World) -> None:
+    videos = world.guild.add_channel("videos")
+    answer = await settings(world, "channels add", {"channel": videos})
+    assert f"<#{videos.id}>" in answer and "(and their threads)" in answer
+
+    elsewhere = await world.slash(world.alice, "grok-video", PROMPT)
+    await refused_without_a_trace(world, elsewhere, "only in", f"<#{videos.id}>")
+
+    thread = world.guild.add_thread("ideas", parent=videos)
+    in_thread = await world.slash(world.alice, "grok-video", PROMPT, channel=thread)
+    assert "Queued as job" in await world.reply_to(in_thread)
+    here = await world.slash(world.alice, "grok-video", PROMPT, channel=videos)
+    assert "Queued as job" in await world.reply_to(here)
+
+    assert "every channel" in await settings(world, "channels clear")
+    anywhere = await world.slash(world.bob, "grok-video", PROMPT)
+    assert "Queued as job" in await world.reply_to(anywhere)
+
+
+async def test_video_commands_kept_to_members_with_a_listed_role(world: World) -> None:
+    makers = world.guild.add_role("makers")
+    maker = world.guild.add_member("maker", roles=[makers])
+    assert f"<@&{makers.id}> is listed" in await settings(world, "roles add", {"role": makers})
+
+    refused = await world.slash(world.alice, "grok-video", PROMPT)
+    await refused_without_a_trace(world, refused, "role", f"<@&{makers.id}>")
+
+    for member in (maker, world.manager):  # a manager always may
+        allowed = await world.slash(member, "grok-video", PROMPT)
+        assert "Queued as job" in await world.reply_to(allowed)
+
+    assert "is no longer listed" in await settings(world, "roles remove", {"role": makers})
+    again = await world.slash(world.alice, "grok-video", PROMPT)
+    assert "Queued as job" in await world.reply_to(again)
+
+
+async def test_a_model_switched_off_is_refused_in_words_and_can_be_switched_on(
+    world: World,
+) -> None:
+    answer = await settings(world, "model", {"model": "grok-imagine-video", "enabled": False})
+    assert "switched off" in answer and "Models off:** /grok-video" in answer
+
+    refused = await world.slash(world.alice, "grok-video", PROMPT)
+    await refused_without_a_trace(world, refused, "`/grok-video` is switched off")
+    other = await world.slash(world.alice, "cog-video", PROMPT)
+    assert "Queued as job" in await world.reply_to(other)
+
+    await settings(world, "model", {"model": "grok-imagine-video", "enabled": True})
+    again = await world.slash(world.alice, "grok-video", PROMPT)
+    assert "Queued as job" in await world.reply_to(again)
+
+
+async def test_a_servers_settings_never_touch_another_server(world: World) -> None:
+    other = world.fake.add_guild("Elsewhere")
+    stranger: FakeMember = other.add_member("stranger")
+    await world.fake.wait_for(lambda: world.bot.get_guild(other.id) is not None)
+    videos = world.guild.add_channel("videos")
+    await settings(world, "channels add", {"channel": videos})
+    await settings(world, "model", {"model": "grok-imagine-video", "enabled": False})
+
+    there = await world.fake.slash(other, stranger, "grok-video", PROMPT)
+
+    assert "Queued as job" in await world.reply_to(there)
