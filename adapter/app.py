@@ -41,7 +41,9 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.video", "cogs.jobs", "cogs.quota", "cogs.settings", "cogs.stats")
+EXTENSIONS = (
+    "cogs.video", "cogs.jobs", "cogs.quota", "cogs.settings", "cogs.stats", "cogs.help",
+)  # fmt: skip
 TREE_HASH_KEY = "command_tree_hash"
 
 

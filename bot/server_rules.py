@@ -74,6 +74,22 @@ class ServerRules:
             raise ModelDisabled(f"`/{command}` is switched off in this server.")
 
 
+    def describe(self) -> list[str]:
+        """The rules in a few lines, for /settings and /help."""
+        channels = names(channel_mentions(self.channels)) or "every channel"
+        roles = names(role_mentions(self.roles)) or "every member"
+        on = [f"/{m.command}" for m in CATALOGUE.values() if m.slug not in self.disabled_models]
+        off = [f"/{m.command}" for m in CATALOGUE.values() if m.slug in self.disabled_models]
+        lines = [
+            f"**Channels:** {channels}" + (" (and their threads)" if self.channels else ""),
+            f"**Who may:** {roles}" + (" (and server managers)" if self.roles else ""),
+            f"**Models on:** {names(on) or 'none'}",
+        ]
+        if off:
+            lines.append(f"**Models off:** {names(off)}")
+        return lines
+
+
 def channel_mentions(ids: Iterable[int]) -> list[str]:
     return [f"<#{channel}>" for channel in sorted(ids)]
 

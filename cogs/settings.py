@@ -8,9 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.formats import names
-from bot.models import CATALOGUE
-from bot.server_rules import RuleKind, ServerRules, channel_mentions, role_mentions
+from bot.server_rules import RuleKind
 from bot.store import Store
 from cogs.managing import MANAGERS, MODEL_CHOICES, guild_of, reply
 
@@ -150,23 +148,8 @@ class SettingsCog(commands.Cog):
     async def _answer(self, interaction: discord.Interaction[VideoBot], head: str) -> None:
         """What changed, then the server's rules as they now stand."""
         rules = await self.store.server_rules(guild_of(interaction))
-        text = "\n".join(line for line in (head, *describe(rules)) if line)
+        text = "\n".join(line for line in (head, *rules.describe()) if line)
         await reply(interaction, text)
-
-
-def describe(rules: ServerRules) -> list[str]:
-    channels = names(channel_mentions(rules.channels)) or "every channel"
-    roles = names(role_mentions(rules.roles)) or "every member"
-    offered = [m for m in CATALOGUE.values() if m.slug not in rules.disabled_models]
-    off = [m for m in CATALOGUE.values() if m.slug in rules.disabled_models]
-    lines = [
-        f"**Channels:** {channels}" + (" (and their threads)" if rules.channels else ""),
-        f"**Who may:** {roles}" + (" (and server managers)" if rules.roles else ""),
-        f"**Models on:** {names([f'/{m.command}' for m in offered]) or 'none'}",
-    ]
-    if off:
-        lines.append(f"**Models off:** {names([f'/{m.command}' for m in off])}")
-    return lines
 
 
 async def setup(bot: VideoBot) -> None:

@@ -142,8 +142,10 @@ async def test_the_synced_commands_carry_the_catalogue_ranges_and_choices(world:
     commands = {command["name"]: command for command in world.fake.commands}
     assert set(commands) == {
         "svd", "cog-video", "cog-video-i2v", "pixverse", "grok-video", "jobs", "quota", "usage",
-        "botstats",
+        "settings", "botstats", "help",
     }  # fmt: skip
+    for managers_only in ("quota", "settings", "botstats"):  # hidden from the others
+        assert str(commands[managers_only]["default_member_permissions"]) == "32"
 
     def options(name: str) -> dict[str, dict[str, Any]]:
         return {option["name"]: option for option in commands[name].get("options", [])}

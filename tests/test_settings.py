@@ -122,3 +122,20 @@ async def test_a_servers_settings_never_touch_another_server(world: World) -> No
     there = await world.fake.slash(other, stranger, "grok-video", PROMPT)
 
     assert "Queued as job" in await world.reply_to(there)
+
+
+async def test_help_lists_the_commands_this_servers_rules_costs_and_my_credits(
+    world: World,
+) -> None:
+    await settings(world, "model", {"model": "svd", "enabled": False})
+    await world.reply_to(await world.slash(world.manager, "quota cost", {
+        "model": "pixverse-5-video", "credits": 3,
+    }))  # fmt: skip
+    await world.reply_to(await world.slash(world.manager, "quota set-default", {"limit": 10}))
+
+    text = await world.reply_to(await world.slash(world.alice, "help"))
+
+    assert "`/svd`: Stable Video Diffusion, from an image · 1 credit · *switched off here*" in text
+    assert "`/pixverse`: PixVerse 5, from a prompt, or an image · 3 credits" in text
+    assert "**Your credits:** 10 credits left this day" in text
+    assert "**Models off:** /svd" in text and "**Channels:** every channel" in text
