@@ -19,7 +19,11 @@ class StatusText:
 
 
 def header(job: Job) -> str:
-    return f"🎬 **{job.title}** for <@{job.member_id}>{quoted(job.prompt)}"
+    defaults = ""
+    if job.defaults_used:
+        used = ", ".join(f"{option} {value}" for option, value in job.defaults_used.items())
+        defaults = f"\n⚙️ Server defaults: {used}"
+    return f"🎬 **{job.title}** for <@{job.member_id}>{quoted(job.prompt)}{defaults}"
 
 
 def render_status(

@@ -183,6 +183,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (guild_id, kind, value)
     );
     """,
+    # 11: each server's defaults for options members leave empty, and which a job used
+    """
+    CREATE TABLE server_defaults (
+        guild_id INTEGER NOT NULL,
+        model    TEXT NOT NULL,
+        option   TEXT NOT NULL,
+        value    TEXT NOT NULL,  -- JSON
+        PRIMARY KEY (guild_id, model, option)
+    );
+    ALTER TABLE jobs ADD COLUMN defaults_used TEXT;
+    """,
 )
 
 _JOB_COLUMNS = (
@@ -190,7 +201,7 @@ _JOB_COLUMNS = (
     "provider_state", "request_id", "video_url", "credits", "created_at", "submitted_at",
     "processing_at", "finished_at", "error", "failure", "interaction_id", "interaction_token",
     "token_expires_at", "status_message_id", "filesize_limit", "image_file", "image_taken_at",
-    "video_message_id",
+    "video_message_id", "defaults_used",
 )  # fmt: skip
 _UPDATABLE = frozenset(_JOB_COLUMNS) - {"id", "guild_id", "member_id", "model", "credits"}
 EVERYONE = 0
@@ -354,6 +365,35 @@ class Store:
         return await self._write(
             "DELETE FROM server_rules WHERE guild_id = ? AND kind = ?", guild_id, kind.value
         )
+
+    async def server_defaults(self, guild_id: int) -> dict[str, dict[str, Any]]:
+        """Per model, the options this server gives a default, as set (oldest first)."""
+        rows = await self._rows(
+            "SELECT model, option, value FROM server_defaults WHERE guild_id = ? ORDER BY rowid",
+            [guild_id],
+        )
+        defaults: dict[str, dict[str, Any]] = {}
+        for model, option, value in rows:
+            defaults.setdefault(model, {})[option] = json.loads(value)
+        return defaults
+
+    async def set_server_default(self, guild_id: int, model: str, option: str, value: Any) -> None:
+        await self._write(
+            "INSERT INTO server_defaults (guild_id, model, option, value) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (guild_id, model, option) DO UPDATE SET value = excluded.value",
+            guild_id, model, option, json.dumps(value),
+        )  # fmt: skip
+
+    async def clear_server_defaults(self, guild_id: int, model: str, option: str | None) -> int:
+        """One option's default, or (None) all of the model's; how many there were."""
+        if option is None:
+            return await self._write(
+                "DELETE FROM server_defaults WHERE guild_id = ? AND model = ?", guild_id, model
+            )
+        return await self._write(
+            "DELETE FROM server_defaults WHERE guild_id = ? AND model = ? AND option = ?",
+            guild_id, model, option,
+        )  # fmt: skip
 
     async def finished_videos(self, guild_id: int, member_id: int, limit: int) -> list[Job]:
         """The member's latest delivered videos in this server, newest first."""
@@ -854,8 +894,9 @@ _JOB_FIELDS = frozenset(f.name for f in fields(Job))
 def _job_values(job: Job) -> dict[str, Any]:
     values = {name: getattr(job, name) for name in _JOB_FIELDS if name in _JOB_COLUMNS}
     values.update(
-        model=job.slug, parameters=json.dumps(job.parameters), state=job.state.value
-    )
+        model=job.slug, parameters=json.dumps(job.parameters), state=job.state.value,
+        defaults_used=json.dumps(job.defaults_used) if job.defaults_used else None,
+    )  # fmt: skip
     return values
 
 
@@ -863,4 +904,5 @@ def _job_from(row: dict[str, Any]) -> Job:
     row["slug"] = row.pop("model")
     row["parameters"] = json.loads(row["parameters"])
     row["state"] = JobState(row["state"])
+    row["defaults_used"] = json.loads(row["defaults_used"]) if row["defaults_used"] else {}
     return Job(**row)

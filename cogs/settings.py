@@ -8,6 +8,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.models import CATALOGUE, InvalidParameters
+from bot.refusals import describe_refusal
+from bot.server_defaults import checked_default, settable
+from bot.server_defaults import describe as describe_defaults
 from bot.server_rules import RuleKind
 from bot.store import Store
 from cogs.managing import MANAGERS, MODEL_CHOICES, guild_of, reply
@@ -139,6 +143,58 @@ class SettingsCog(commands.Cog):
         state = "on" if enabled else "off"
         await self._answer(interaction, f"`{model.name}` is switched {state} in this server.")
 
+    @settings.command(name="default", description="A value for an option members leave empty")
+    @app_commands.describe(
+        model="The model", option="One of its options", value="What members get unless they say"
+    )
+    @app_commands.choices(model=MODEL_CHOICES)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def default(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        model: app_commands.Choice[str],
+        option: str,
+        value: str,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True)
+        guild, entry = guild_of(interaction), CATALOGUE[model.value]
+        others = (await self.store.server_defaults(guild)).get(entry.slug, {})
+        others = {name: v for name, v in others.items() if name != option}
+        try:
+            checked = checked_default(entry, option, value, others)
+        except InvalidParameters as refused:
+            await reply(interaction, "That default was not set.\n" + describe_refusal(refused))
+            return
+        await self.store.set_server_default(guild, entry.slug, option, checked)
+        await self._answer(interaction, f"`/{entry.command}` now defaults to {option} {checked}.")
+
+    @default.autocomplete("option")
+    async def _options(
+        self, interaction: discord.Interaction[VideoBot], typed: str
+    ) -> list[app_commands.Choice[str]]:
+        entry = CATALOGUE.get(getattr(interaction.namespace, "model", None) or "")
+        names_ = settable(entry) if entry else []
+        return [app_commands.Choice(name=n, value=n) for n in names_ if typed.lower() in n][:25]
+
+    @settings.command(name="default-clear", description="Drop a model's server defaults")
+    @app_commands.describe(model="The model", option="One option (leave empty for all of them)")
+    @app_commands.choices(model=MODEL_CHOICES)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def default_clear(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        model: app_commands.Choice[str],
+        option: str | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True)
+        entry = CATALOGUE[model.value]
+        dropped = await self.store.clear_server_defaults(guild_of(interaction), entry.slug, option)
+        what = f"the default for {option}" if option else "every default"
+        head = f"Dropped {what} of `/{entry.command}`." if dropped else "There was none to drop."
+        await self._answer(interaction, head)
+
+    default_clear.autocomplete("option")(_options)
+
     @settings.command(name="show", description="Everything /settings holds for this server")
     @app_commands.checks.has_permissions(manage_guild=True)
     async def show(self, interaction: discord.Interaction[VideoBot]) -> None:
@@ -148,7 +204,11 @@ class SettingsCog(commands.Cog):
     async def _answer(self, interaction: discord.Interaction[VideoBot], head: str) -> None:
         """What changed, then the server's rules as they now stand."""
         rules = await self.store.server_rules(guild_of(interaction))
-        text = "\n".join(line for line in (head, *rules.describe()) if line)
+        defaults = await self.store.server_defaults(guild_of(interaction))
+        shown = [describe_defaults(CATALOGUE[slug], values) for slug, values in defaults.items()
+                 if slug in CATALOGUE and values]  # fmt: skip
+        lines = [head, *rules.describe(), "**Defaults:** " + ("; ".join(shown) or "none")]
+        text = "\n".join(line for line in lines if line)
         await reply(interaction, text)
 
 

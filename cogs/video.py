@@ -177,6 +177,9 @@ class VideoCog(commands.Cog):
         if interaction.guild_id is None or interaction.channel_id is None:
             raise NotHere(GUILD_ONLY)
         await self._check_rules(interaction, model.slug)
+        server = (await self.bot.store.server_defaults(interaction.guild_id)).get(model.slug, {})
+        defaults_used = {option: v for option, v in server.items() if option not in values}
+        values = {**defaults_used, **values}
         image: discord.Attachment | None = values.pop(IMAGE_OPTION, None)
         if image is not None:
             assert model.image_parameter is not None
@@ -196,6 +199,7 @@ class VideoCog(commands.Cog):
             parameters=_with_fresh_seed(model, parameters, keep=True),
             image_file=kept,
             image_taken_at=time.time() if kept else None,
+            defaults_used=defaults_used,
         )
 
     async def _check_rules(self, interaction: discord.Interaction[VideoBot], slug: str) -> None:
@@ -287,6 +291,7 @@ class VideoCog(commands.Cog):
             # The same image, by the same (perhaps by now dead) link and the kept bytes.
             image_file=original.image_file,
             image_taken_at=original.image_taken_at,
+            defaults_used=original.defaults_used,
         )
 
 

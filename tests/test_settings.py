@@ -139,3 +139,62 @@ async def test_help_lists_the_commands_this_servers_rules_costs_and_my_credits(
     assert "`/pixverse`: PixVerse 5, from a prompt, or an image · 3 credits" in text
     assert "**Your credits:** 10 credits left this day" in text
     assert "**Models off:** /svd" in text and "**Channels:** every channel" in text
+
+
+async def test_server_defaults_fill_what_members_leave_empty_and_are_shown(world: World) -> None:
+    answer = await settings(world, "default", {
+        "model": "pixverse-5-video", "option": "quality", "value": "720p",
+    })  # fmt: skip
+    assert "now defaults to quality 720p" in answer
+    await settings(world, "default", {
+        "model": "pixverse-5-video", "option": "duration", "value": "8",
+    })  # fmt: skip
+    assert "**Defaults:** /pixverse: quality 720p, duration 8" in await settings(world, "show")
+
+    plain = await world.slash(world.alice, "pixverse", PROMPT)
+    await world.reply_to(plain)
+    status = await world.status_message(plain)
+    own = await world.slash(world.bob, "pixverse", {**PROMPT, "quality": "360p"})
+    await world.reply_to(own)
+    await world.delivered(2)
+
+    first, second = (job.payload for job in world.simulator.jobs.values())
+    assert (first["quality"], first["duration"]) == ("720p", 8)
+    assert (second["quality"], second["duration"]) == ("360p", 8)  # the member's own wins
+    assert "Server defaults: quality 720p, duration 8" in status.content
+
+
+async def test_a_default_that_could_never_run_is_refused_at_once(world: World) -> None:
+    await settings(world, "default", {
+        "model": "pixverse-5-video", "option": "duration", "value": "8",
+    })  # fmt: skip
+
+    for option, value, why in (
+        ("quality", "1080p", "1080p"),  # not with an 8 s duration
+        ("quality", "9000p", "must be one of"),
+        ("steps", "30", "not an option of /pixverse"),
+    ):
+        answer = await settings(world, "default", {
+            "model": "pixverse-5-video", "option": option, "value": value,
+        })  # fmt: skip
+        assert "That default was not set." in answer and why in answer, (option, value)
+
+    assert "**Defaults:** /pixverse: duration 8" in await settings(world, "show")
+    cleared = await settings(world, "default-clear", {"model": "pixverse-5-video"})
+    assert "Dropped every default of `/pixverse`" in cleared and "**Defaults:** none" in cleared
+
+
+async def test_one_servers_defaults_never_reach_another(world: World) -> None:
+    other = world.fake.add_guild("Elsewhere")
+    stranger = other.add_member("stranger")
+    await world.fake.wait_for(lambda: world.bot.get_guild(other.id) is not None)
+    await settings(world, "default", {
+        "model": "grok-imagine-video", "option": "resolution", "value": "1080p",
+    })  # fmt: skip
+
+    there = await world.fake.slash(other, stranger, "grok-video", PROMPT)
+    await world.reply_to(there)
+    await world.fake.wait_for(lambda: world.simulator.requests("submit"))
+
+    [job] = world.simulator.jobs.values()
+    assert job.payload["resolution"] == "480p"  # the catalogue's default, not the other server's

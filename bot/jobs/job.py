@@ -75,6 +75,8 @@ class Job:
     image_taken_at: float | None = None
     # The message the video was posted in (None: sent as a link, or not posted).
     video_message_id: int | None = None
+    # The options the server's defaults filled in (the member left them empty).
+    defaults_used: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self) -> VideoModel | None:
