@@ -100,6 +100,7 @@ class Sender:
         self._reposted: set[str] = set()
         self._recipients: dict[str, Recipient] = {}
         self._wake = asyncio.Event()
+        self._alert_wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         life.subscribe(self._on_transition)
@@ -110,6 +111,7 @@ class Sender:
         self._loops = [
             asyncio.create_task(self._drain(), name="outbox-sender"),
             asyncio.create_task(self._refresh(), name="status-refresher"),
+            asyncio.create_task(self._alerts(), name="alert-sender"),
         ]
 
     async def stop(self) -> None:
@@ -121,6 +123,39 @@ class Sender:
     def _on_transition(self, applied: Applied) -> None:
         if applied.transition.owed:
             self._wake.set()
+        self._alert_wake.set()  # the transaction may have written an alert
+
+    # --- credit alerts, to servers' alerts channels (bot.alerts) ---
+
+    async def _alerts(self) -> None:
+        while True:
+            self._alert_wake.clear()
+            try:
+                for seq, channel_id, text, attempts in await self.store.due_alerts(self.clock()):
+                    await self._post_alert(seq, channel_id, text, attempts)
+                next_at = await self.store.next_alert_at()
+                wait = 60.0 if next_at is None else min(60.0, max(0.01, next_at - self.clock()))
+            except Exception:  # the database hiccuped: the rows are still there
+                log.exception("the alert sender stumbled; trying again shortly")
+                wait = 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._alert_wake.wait(), timeout=wait)
+
+    async def _post_alert(self, seq: int, channel_id: int, text: str, attempts: int) -> None:
+        channel = self.client.get_partial_messageable(channel_id)
+        try:
+            await channel.send(fit(text), allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as error:
+            if permanent(error) or attempts + 1 >= self.retry.max_attempts(Owed.NOTICE):
+                log.warning("credit alert to channel %s not sent: %s", channel_id, error)
+                await self.store.settle_alert(seq, "undeliverable", self.clock())
+            else:
+                await self.store.retry_alert(seq, self.clock() + self.retry.delay(attempts))
+            return
+        except (OSError, TimeoutError, aiohttp.ClientError):
+            await self.store.retry_alert(seq, self.clock() + self.retry.delay(attempts))
+            return
+        await self.store.settle_alert(seq, "sent", self.clock())
 
     # --- draining the outbox ---
 

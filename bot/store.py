@@ -20,6 +20,7 @@ from typing import Any
 
 import aiosqlite
 
+from bot.alerts import OUT_TEXT, low_text
 from bot.durations import Run
 from bot.jobs.job import ENDED, IN_PROGRESS, UNFINISHED, Job, JobState
 from bot.jobs.life import AdmissionRefused, Credit, Limits, Owed, Refusal
@@ -193,6 +194,27 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (guild_id, model, option)
     );
     ALTER TABLE jobs ADD COLUMN defaults_used TEXT;
+    """,
+    # 12: credit alerts: each server's channel and threshold, and the alerts owed
+    """
+    CREATE TABLE server_alerts (
+        guild_id   INTEGER PRIMARY KEY,
+        channel_id INTEGER NOT NULL,
+        below      REAL NOT NULL,
+        low_told   INTEGER NOT NULL DEFAULT 0,  -- told of low credits since last above
+        out_told   INTEGER NOT NULL DEFAULT 0   -- told of none left since last recovered
+    );
+    CREATE TABLE alert_outbox (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        guild_id   INTEGER NOT NULL,
+        channel_id INTEGER NOT NULL,
+        text       TEXT NOT NULL,
+        due_at     REAL NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        done_at    REAL,
+        outcome    TEXT
+    );
+    CREATE INDEX alert_outbox_due ON alert_outbox (due_at) WHERE done_at IS NULL;
     """,
 )
 
@@ -393,6 +415,47 @@ class Store:
         return await self._write(
             "DELETE FROM server_defaults WHERE guild_id = ? AND model = ? AND option = ?",
             guild_id, model, option,
+        )  # fmt: skip
+
+    async def set_alerts(self, guild_id: int, channel_id: int | None, below: float) -> None:
+        """Alerts to this channel below this many credits (None: no alerts for this server)."""
+        if channel_id is None:
+            await self._write("DELETE FROM server_alerts WHERE guild_id = ?", guild_id)
+            return
+        await self._write(
+            "INSERT INTO server_alerts (guild_id, channel_id, below) VALUES (?, ?, ?)"
+            " ON CONFLICT (guild_id) DO UPDATE SET channel_id = excluded.channel_id,"
+            " below = excluded.below, low_told = 0",
+            guild_id, channel_id, below,
+        )  # fmt: skip
+
+    async def alerts_of(self, guild_id: int) -> tuple[int, float] | None:
+        rows = await self._rows(
+            "SELECT channel_id, below FROM server_alerts WHERE guild_id = ?", [guild_id]
+        )
+        return (int(rows[0][0]), float(rows[0][1])) if rows else None
+
+    async def due_alerts(self, now: float) -> list[tuple[int, int, str, int]]:
+        """(seq, channel, text, attempts) of the alerts due now."""
+        rows = await self._rows(
+            "SELECT seq, channel_id, text, attempts FROM alert_outbox"
+            " WHERE done_at IS NULL AND due_at <= ? ORDER BY seq",
+            [now],
+        )
+        return [(int(r[0]), int(r[1]), str(r[2]), int(r[3])) for r in rows]
+
+    async def next_alert_at(self) -> float | None:
+        return await self._value("SELECT MIN(due_at) FROM alert_outbox WHERE done_at IS NULL")
+
+    async def settle_alert(self, seq: int, outcome: str, at: float) -> None:
+        await self._write(
+            "UPDATE alert_outbox SET done_at = ?, outcome = ? WHERE seq = ?", at, outcome, seq
+        )
+
+    async def retry_alert(self, seq: int, due_at: float) -> None:
+        await self._write(
+            "UPDATE alert_outbox SET due_at = ?, attempts = attempts + 1 WHERE seq = ?",
+            due_at, seq,
         )  # fmt: skip
 
     async def finished_videos(self, guild_id: int, member_id: int, limit: int) -> list[Job]:
@@ -757,6 +820,38 @@ class Transaction:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+
+    async def credits_seen(self, remaining: float, *, at: float) -> None:
+        """Segmind reported the account's credits: alert the servers it took below their
+        threshold, and re-arm those it is back above (or, any credits at all, out of credits)."""
+        async with self._db.execute(
+            "SELECT guild_id, channel_id, below FROM server_alerts"
+            " WHERE low_told = 0 AND ? < below",
+            (remaining,),
+        ) as cursor:
+            crossed = list(await cursor.fetchall())
+        for guild_id, channel_id, below in crossed:
+            await self._alert(guild_id, channel_id, low_text(remaining, below), at)
+        await self._db.execute(
+            "UPDATE server_alerts SET low_told = (? < below), out_told = out_told AND ? <= 0",
+            (remaining, remaining),
+        )
+
+    async def out_of_credits(self, *, at: float) -> None:
+        """A submit was refused for want of credits: alert every server not yet told."""
+        async with self._db.execute(
+            "SELECT guild_id, channel_id FROM server_alerts WHERE out_told = 0"
+        ) as cursor:
+            untold = list(await cursor.fetchall())
+        for guild_id, channel_id in untold:
+            await self._alert(guild_id, channel_id, OUT_TEXT, at)
+        await self._db.execute("UPDATE server_alerts SET out_told = 1")
+
+    async def _alert(self, guild_id: int, channel_id: int, text: str, at: float) -> None:
+        await self._db.execute(
+            "INSERT INTO alert_outbox (guild_id, channel_id, text, due_at) VALUES (?, ?, ?, ?)",
+            (guild_id, channel_id, text, at),
+        )
 
     async def job(self, job_id: str) -> Job | None:
         rows = await _select_jobs(self._db, "WHERE id = ?", (job_id,))

@@ -195,6 +195,33 @@ class SettingsCog(commands.Cog):
 
     default_clear.autocomplete("option")(_options)
 
+    @settings.command(name="alerts", description="Warn a channel before the credits run out")
+    @app_commands.describe(
+        channel="Where to post the warnings",
+        below="Warn when the bot's Segmind credits fall below this",
+    )
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def alerts(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        channel: discord.TextChannel,
+        below: app_commands.Range[int, 0, 10_000_000],
+    ) -> None:
+        await interaction.response.defer(ephemeral=True)
+        await self.store.set_alerts(guild_of(interaction), channel.id, float(max(below, 0)))
+        await self._answer(
+            interaction,
+            f"{channel.mention} will be told when the bot's Segmind credits fall below {below},"
+            " and when they run out.",
+        )
+
+    @settings.command(name="alerts-off", description="Post no credit alerts in this server")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def alerts_off(self, interaction: discord.Interaction[VideoBot]) -> None:
+        await interaction.response.defer(ephemeral=True)
+        await self.store.set_alerts(guild_of(interaction), None, 0.0)
+        await self._answer(interaction, "No credit alerts will be posted here.")
+
     @settings.command(name="show", description="Everything /settings holds for this server")
     @app_commands.checks.has_permissions(manage_guild=True)
     async def show(self, interaction: discord.Interaction[VideoBot]) -> None:
@@ -207,7 +234,12 @@ class SettingsCog(commands.Cog):
         defaults = await self.store.server_defaults(guild_of(interaction))
         shown = [describe_defaults(CATALOGUE[slug], values) for slug, values in defaults.items()
                  if slug in CATALOGUE and values]  # fmt: skip
-        lines = [head, *rules.describe(), "**Defaults:** " + ("; ".join(shown) or "none")]
+        alerts = await self.store.alerts_of(guild_of(interaction))
+        told = f"<#{alerts[0]}> below {alerts[1]:g} credits" if alerts else "none"
+        lines = [
+            head, *rules.describe(), "**Defaults:** " + ("; ".join(shown) or "none"),
+            f"**Credit alerts:** {told}",
+        ]  # fmt: skip
         text = "\n".join(line for line in lines if line)
         await reply(interaction, text)
 

@@ -198,3 +198,67 @@ async def test_one_servers_defaults_never_reach_another(world: World) -> None:
 
     [job] = world.simulator.jobs.values()
     assert job.payload["resolution"] == "480p"  # the catalogue's default, not the other server's
+
+
+# --- Alerts before the money runs out ---
+
+
+def posted_in(world: World, channel: object) -> list[str]:
+    return [m.content for m in world.fake.channel_messages(channel)]
+
+
+async def one_video(world: World, member: FakeMember, remaining: float | None) -> None:
+    world.simulator.remaining_credits = remaining
+    count = len(world.videos())
+    await world.slash(member, "grok-video", PROMPT)
+    await world.delivered(count + 1)
+    await world.fake.wait_for(world.settled, message="all told")
+
+
+async def test_an_alert_posts_once_when_the_credits_fall_below_and_again_after_recovery(
+    world: World,
+) -> None:
+    alerts = world.guild.add_channel("alerts")
+    answer = await settings(world, "alerts", {"channel": alerts, "below": 50})
+    assert f"<#{alerts.id}> below 50 credits" in answer
+
+    await one_video(world, world.alice, 120.0)
+    assert posted_in(world, alerts) == []
+    await one_video(world, world.alice, 42.5)
+    await world.fake.wait_for(lambda: posted_in(world, alerts), message="the alert")
+    await one_video(world, world.alice, 30.0)  # still low: not said twice
+
+    [low] = posted_in(world, alerts)
+    assert "42.50 credits left" in low and "threshold of 50" in low
+
+    await one_video(world, world.alice, 80.0)  # topped up
+    await one_video(world, world.alice, 10.0)
+    await world.fake.wait_for(lambda: len(posted_in(world, alerts)) == 2, message="again")
+
+
+async def test_out_of_credits_alerts_at_once_and_again_only_after_credits_came_back(
+    world: World,
+) -> None:
+    alerts = world.guild.add_channel("alerts")
+    await settings(world, "alerts", {"channel": alerts, "below": 5})
+    elsewhere = world.fake.add_guild("Elsewhere")  # no alerts channel: told nothing
+    stranger = elsewhere.add_member("stranger")
+    await world.fake.wait_for(lambda: world.bot.get_guild(elsewhere.id) is not None)
+
+    async def refused_for_credits(member: FakeMember, guild: object) -> None:
+        world.simulator.add_fault("credits", endpoint="submit")
+        interaction = await world.fake.slash(guild, member, "grok-video", PROMPT)
+        await world.notice(interaction)
+
+    await refused_for_credits(world.alice, world.guild)
+    await world.fake.wait_for(lambda: posted_in(world, alerts), message="the alert")
+    await refused_for_credits(stranger, elsewhere)
+    await world.fake.wait_for(world.settled, message="all told")
+    assert len(posted_in(world, alerts)) == 1 and "out of credits" in posted_in(world, alerts)[0]
+    assert not [m for m in posted_in(world, elsewhere.channel) if m.startswith(("⛔", "⚠️"))]
+
+    await one_video(world, world.alice, 100.0)  # credits seen again
+    await refused_for_credits(world.alice, world.guild)
+    await world.fake.wait_for(lambda: len(posted_in(world, alerts)) == 2, message="again")
+
+    assert "**Credit alerts:** none" in await settings(world, "alerts-off")

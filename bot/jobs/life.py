@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from bot.alerts import remaining_credits
 from bot.jobs.job import ENDED, Job, JobState
 from bot.observability import job_event
 
@@ -137,6 +138,8 @@ _REASONED = (
     E.EXPIRED, E.DELIVERED_AS_LINK, E.DELIVERY_FAILED, E.MODEL_RETIRED,
 )  # fmt: skip
 FACTS.update({event: frozenset({"error", "failure"}) for event in _REASONED})
+# The failure (an exception's name, `bot.segmind`) that says the account has no credits left.
+OUT_OF_CREDITS = "InsufficientCredits"
 _PROVIDER_STATES = {E.PROVIDER_QUEUED: "QUEUED", E.PROVIDER_PROCESSING: "PROCESSING"}
 
 
@@ -275,6 +278,10 @@ class Lifecycle:
             await self._write(tx, moved, transition, at=now)
             if event is E.COMPLETED:
                 await _record_duration(tx, moved, metrics or {}, at=now)
+                if (remaining := remaining_credits(metrics or {})) is not None:
+                    await tx.credits_seen(remaining, at=now)
+            if facts.get("failure") == OUT_OF_CREDITS:
+                await tx.out_of_credits(at=now)
             if settles is not None:
                 await tx.settle(settles, settled_as, at=now)
         return self._after(Applied(moved, job.state, event, transition))

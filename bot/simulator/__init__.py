@@ -115,6 +115,9 @@ class Simulator:
     speed: float = 1.0
     retention: float = 3600.0
     duration_spread: float = 0.0
+    # What results report as the account's credits left (metrics.remaining_credits); None: not
+    # reported.
+    remaining_credits: float | None = None
     seed: int | None = None
     faults: list[Fault] = field(default_factory=list)
     jobs: dict[str, SimulatedJob] = field(default_factory=dict)
@@ -263,6 +266,8 @@ class Simulator:
             return await self._deliver(request, _json(body, 422), fault)
         if state == "COMPLETED":
             body["metrics"] = {"inference_time": round(job.duration, 2), "cost": 0}
+            if self.remaining_credits is not None:
+                body["metrics"]["remaining_credits"] = self.remaining_credits
             if endpoint == "result" and not job.no_video_url:
                 url = f"{request.scheme}://{request.host}/files/{job.request_id}.mp4"
                 body["output"] = url
