@@ -50,13 +50,18 @@ async def test_every_settings_command_is_for_managers_only(world: World) -> None
         ("roles clear", None),
         ("roles show", None),
         ("model", {"model": "svd", "enabled": False}),
+        ("default", {"model": "svd", "option": "fps", "value": "12"}),
+        ("default-clear", {"model": "svd"}),
+        ("alerts", {"channel": videos, "below": 10}),
+        ("alerts-off", None),
         ("show", None),
     ):
         attempt = await world.slash(world.alice, f"settings {command}", options)
         assert "Manage Server" in await world.reply_to(attempt), command
 
-    assert "every channel" in await settings(world, "show")  # nothing was changed
-    assert "Models off" not in await settings(world, "show")
+    shown = await settings(world, "show")  # nothing was changed
+    assert "every channel" in shown and "every member" in shown and "Models off" not in shown
+    assert "**Defaults:** none" in shown and "**Credit alerts:** none" in shown
 
 
 async def test_video_commands_kept_to_listed_channels_and_their_threads(world: World) -> None:
@@ -66,6 +71,9 @@ async def test_video_commands_kept_to_listed_channels_and_their_threads(world: W
 
     elsewhere = await world.slash(world.alice, "grok-video", PROMPT)
     await refused_without_a_trace(world, elsewhere, "only in", f"<#{videos.id}>")
+    off_topic = world.guild.add_thread("chatter", parent=world.guild.channel)
+    in_other_thread = await world.slash(world.alice, "grok-video", PROMPT, channel=off_topic)
+    await refused_without_a_trace(world, in_other_thread, "only in", f"<#{videos.id}>")
 
     thread = world.guild.add_thread("ideas", parent=videos)
     in_thread = await world.slash(world.alice, "grok-video", PROMPT, channel=thread)
