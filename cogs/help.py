@@ -10,7 +10,7 @@ from discord.ext import commands
 
 from bot.formats import credits_text
 from bot.models import CATALOGUE, ImageInput
-from cogs.managing import guild_of, reply
+from cogs.managing import guild_of, reply, server_lines
 
 if TYPE_CHECKING:
     from adapter.app import VideoBot
@@ -49,7 +49,7 @@ class HelpCog(commands.Cog):
             + (f", renewed {resets}" if left is not None else ""),
             "",
             "**In this server**",
-            *rules.describe(),
+            *await server_lines(self.bot.store, guild, alerts=False),
             "",
             "**Also:** `/jobs` (yours, with Cancel, and your last videos), `/usage` (your"
             " credits). For server managers: `/quota`, `/settings`, `/botstats`.",

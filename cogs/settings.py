@@ -11,10 +11,9 @@ from discord.ext import commands
 from bot.models import CATALOGUE, InvalidParameters
 from bot.refusals import describe_refusal
 from bot.server_defaults import checked_default, settable
-from bot.server_defaults import describe as describe_defaults
 from bot.server_rules import RuleKind
 from bot.store import Store
-from cogs.managing import MANAGERS, MODEL_CHOICES, guild_of, reply
+from cogs.managing import MANAGERS, MODEL_CHOICES, guild_of, reply, server_lines
 
 if TYPE_CHECKING:
     from adapter.app import VideoBot
@@ -230,17 +229,8 @@ class SettingsCog(commands.Cog):
 
     async def _answer(self, interaction: discord.Interaction[VideoBot], head: str) -> None:
         """What changed, then the server's rules as they now stand."""
-        rules = await self.store.server_rules(guild_of(interaction))
-        defaults = await self.store.server_defaults(guild_of(interaction))
-        shown = [describe_defaults(CATALOGUE[slug], values) for slug, values in defaults.items()
-                 if slug in CATALOGUE and values]  # fmt: skip
-        alerts = await self.store.alerts_of(guild_of(interaction))
-        told = f"<#{alerts[0]}> below {alerts[1]:g} credits" if alerts else "none"
-        lines = [
-            head, *rules.describe(), "**Defaults:** " + ("; ".join(shown) or "none"),
-            f"**Credit alerts:** {told}",
-        ]  # fmt: skip
-        text = "\n".join(line for line in lines if line)
+        lines = await server_lines(self.store, guild_of(interaction), alerts=True)
+        text = "\n".join(line for line in (head, *lines) if line)
         await reply(interaction, text)
 
 

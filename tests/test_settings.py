@@ -136,6 +136,9 @@ async def test_help_lists_the_commands_this_servers_rules_costs_and_my_credits(
     world: World,
 ) -> None:
     await settings(world, "model", {"model": "svd", "enabled": False})
+    await settings(world, "default", {
+        "model": "grok-imagine-video", "option": "aspect_ratio", "value": "9:16",
+    })  # fmt: skip
     await world.reply_to(await world.slash(world.manager, "quota cost", {
         "model": "pixverse-5-video", "credits": 3,
     }))  # fmt: skip
@@ -147,6 +150,8 @@ async def test_help_lists_the_commands_this_servers_rules_costs_and_my_credits(
     assert "`/pixverse`: PixVerse 5, from a prompt, or an image · 3 credits" in text
     assert "**Your credits:** 10 credits left this day" in text
     assert "**Models off:** /svd" in text and "**Channels:** every channel" in text
+    assert "**Defaults:** /grok-video: aspect_ratio 9:16" in text
+    assert "Credit alerts" not in text  # the managers' business
 
 
 async def test_server_defaults_fill_what_members_leave_empty_and_are_shown(world: World) -> None:
