@@ -123,7 +123,8 @@ class Sender:
     def _on_transition(self, applied: Applied) -> None:
         if applied.transition.owed:
             self._wake.set()
-        self._alert_wake.set()  # the transaction may have written an alert
+        if applied.alerts:
+            self._alert_wake.set()
 
     # --- credit alerts, to servers' alerts channels (bot.alerts) ---
 

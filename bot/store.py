@@ -821,9 +821,10 @@ class Transaction:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
-    async def credits_seen(self, remaining: float, *, at: float) -> None:
+    async def credits_seen(self, remaining: float, *, at: float) -> int:
         """Segmind reported the account's credits: alert the servers it took below their
-        threshold, and re-arm those it is back above (or, any credits at all, out of credits)."""
+        threshold, and re-arm those it is back above (or, any credits at all, out of credits).
+        Returns how many alerts it wrote."""
         async with self._db.execute(
             "SELECT guild_id, channel_id, below FROM server_alerts"
             " WHERE low_told = 0 AND ? < below",
@@ -836,9 +837,11 @@ class Transaction:
             "UPDATE server_alerts SET low_told = (? < below), out_told = out_told AND ? <= 0",
             (remaining, remaining),
         )
+        return len(crossed)
 
-    async def out_of_credits(self, *, at: float) -> None:
-        """A submit was refused for want of credits: alert every server not yet told."""
+    async def out_of_credits(self, *, at: float) -> int:
+        """A submit was refused for want of credits: alert every server not yet told.
+        Returns how many alerts it wrote."""
         async with self._db.execute(
             "SELECT guild_id, channel_id FROM server_alerts WHERE out_told = 0"
         ) as cursor:
@@ -846,6 +849,7 @@ class Transaction:
         for guild_id, channel_id in untold:
             await self._alert(guild_id, channel_id, OUT_TEXT, at)
         await self._db.execute("UPDATE server_alerts SET out_told = 1")
+        return len(untold)
 
     async def _alert(self, guild_id: int, channel_id: int, text: str, at: float) -> None:
         await self._db.execute(

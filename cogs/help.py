@@ -49,7 +49,7 @@ class HelpCog(commands.Cog):
             + (f", renewed {resets}" if left is not None else ""),
             "",
             "**In this server**",
-            *await server_lines(self.bot.store, guild, alerts=False),
+            *await server_lines(self.bot.store, guild, alerts=False, rules=rules),
             "",
             "**Also:** `/jobs` (yours, with Cancel, and your last videos), `/usage` (your"
             " credits). For server managers: `/quota`, `/settings`, `/botstats`.",

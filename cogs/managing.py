@@ -8,6 +8,7 @@ from discord import app_commands
 from bot.formats import fit
 from bot.models import CATALOGUE
 from bot.server_defaults import describe as describe_defaults
+from bot.server_rules import ServerRules
 from bot.store import Store
 
 MODEL_CHOICES = [
@@ -27,9 +28,13 @@ async def reply(interaction: discord.Interaction, text: str) -> None:
     await interaction.edit_original_response(content=fit(text), allowed_mentions=QUIET)
 
 
-async def server_lines(store: Store, guild_id: int, *, alerts: bool) -> list[str]:
-    """A server's /settings as they stand: rules, defaults and (for managers) credit alerts."""
-    rules = await store.server_rules(guild_id)
+async def server_lines(
+    store: Store, guild_id: int, *, alerts: bool, rules: ServerRules | None = None
+) -> list[str]:
+    """A server's /settings as they stand: rules (read here unless given), defaults and, for
+    managers, credit alerts."""
+    if rules is None:
+        rules = await store.server_rules(guild_id)
     defaults = await store.server_defaults(guild_id)
     shown = [describe_defaults(CATALOGUE[slug], values) for slug, values in defaults.items()
              if slug in CATALOGUE and values]  # fmt: skip

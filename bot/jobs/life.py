@@ -217,6 +217,7 @@ class Applied:
     before: JobState | None
     event: Event
     transition: Transition
+    alerts: int = 0  # credit alerts its transaction wrote (bot.alerts)
 
 
 Listener = Callable[[Applied], None]
@@ -276,15 +277,16 @@ class Lifecycle:
             moved = replace(job, state=transition.to, **changes)
             await tx.update_job(job_id, {"state": transition.to.value, **changes})
             await self._write(tx, moved, transition, at=now)
+            alerts = 0
             if event is E.COMPLETED:
                 await _record_duration(tx, moved, metrics or {}, at=now)
                 if (remaining := remaining_credits(metrics or {})) is not None:
-                    await tx.credits_seen(remaining, at=now)
+                    alerts += await tx.credits_seen(remaining, at=now)
             if facts.get("failure") == OUT_OF_CREDITS:
-                await tx.out_of_credits(at=now)
+                alerts += await tx.out_of_credits(at=now)
             if settles is not None:
                 await tx.settle(settles, settled_as, at=now)
-        return self._after(Applied(moved, job.state, event, transition))
+        return self._after(Applied(moved, job.state, event, transition, alerts))
 
     @staticmethod
     def _clock_fields(
