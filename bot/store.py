@@ -1,26 +1,22 @@
-"""The SQLite store: jobs, the credit ledger, the outbox of messages owed, quota settings.
+"""The store: jobs, the credit ledger, the outbox of messages owed, quota settings.
 
-One file, WAL mode, versioned migrations applied at start-up. A job's state changes only in
-`transaction()` blocks run by the job's life (`bot.jobs.life`); one lock serialises every use
-of the single connection, so no statement ever lands inside another coroutine's transaction.
+SQLite in one file by default, PostgreSQL for a fleet of processes (`bot.database` keeps what
+differs between the two); versioned migrations applied at start-up. A job's state changes only
+in `transaction()` blocks run by the job's life (`bot.jobs.life`), one at a time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import os
-import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from bot.alerts import OUT_TEXT, low_text
+from bot.database import Database, Session, connect
 from bot.durations import Run
 from bot.jobs.job import ENDED, IN_PROGRESS, UNFINISHED, Job, JobState
 from bot.jobs.life import AdmissionRefused, Credit, Limits, Owed, Refusal
@@ -216,6 +212,32 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX alert_outbox_due ON alert_outbox (due_at) WHERE done_at IS NULL;
     """,
+    # 13: a fleet of processes on one database: who runs each job and sends each message (a
+    # lease its holder renews; when it lapses, a live process takes the work over), who is
+    # alive, and whose turn it is in each server
+    """
+    ALTER TABLE server_defaults ADD COLUMN set_at REAL NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN runner TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_until REAL;
+    CREATE INDEX jobs_by_runner ON jobs (runner, lease_until) WHERE runner IS NOT NULL;
+    ALTER TABLE outbox ADD COLUMN sender TEXT;
+    ALTER TABLE outbox ADD COLUMN lease_until REAL;
+    ALTER TABLE alert_outbox ADD COLUMN sender TEXT;
+    ALTER TABLE alert_outbox ADD COLUMN lease_until REAL;
+    CREATE TABLE processes (
+        id           TEXT PRIMARY KEY,
+        shards       TEXT NOT NULL,
+        started_at   REAL NOT NULL,
+        heartbeat_at REAL NOT NULL,
+        stopped_at   REAL
+    );
+    CREATE TABLE member_turns (
+        guild_id  INTEGER NOT NULL,
+        member_id INTEGER NOT NULL,
+        served    INTEGER NOT NULL,
+        PRIMARY KEY (guild_id, member_id)
+    );
+    """,
 )
 
 _JOB_COLUMNS = (
@@ -230,7 +252,6 @@ EVERYONE = 0
 RATE_LIMITED_UNTIL = "rate_limited_until"
 # Sends older than this can no longer count in any window of the budget.
 _BUDGET_MEMORY = 3600.0
-_OWNER_ONLY = 0o600
 # Usage this period: what was reserved and not given back.
 _USED = "COALESCE(SUM(CASE entry WHEN 'reserve' THEN credits WHEN 'release' THEN -credits END), 0)"
 
@@ -274,55 +295,34 @@ class OwedMessage:
 
 
 class Store:
-    def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
-        self._db = connection
-        self.path = path
-        self._serial = asyncio.Lock()
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     @classmethod
-    async def open(cls, path: Path, migrations: Iterable[str] = MIGRATIONS) -> Store:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Created for the owner alone: the file holds interaction tokens. SQLite gives its WAL
-        # and shared-memory files the database file's permissions.
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, _OWNER_ONLY))
-        for existing in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
-            with contextlib.suppress(FileNotFoundError):
-                existing.chmod(_OWNER_ONLY)
-        connection = await aiosqlite.connect(path, isolation_level=None)
-        await connection.execute("PRAGMA journal_mode=WAL")
-        await connection.execute("PRAGMA synchronous=FULL")
-        await connection.execute("PRAGMA busy_timeout=5000")
-        store = cls(connection, path)
-        await store._migrate(tuple(migrations))
-        return store
+    async def open(
+        cls, path: Path, migrations: Iterable[str] = MIGRATIONS, *, url: str | None = None
+    ) -> Store:
+        """The SQLite file at `path`, or the PostgreSQL database at `url` when one is given."""
+        database = await connect(url, path)
+        await database.migrate(tuple(migrations))
+        return cls(database)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may use this store too (PostgreSQL)."""
+        return self.database.dialect != "sqlite"
 
     async def close(self) -> None:
-        async with self._serial:
-            await self._db.close()
+        await self.database.close()
 
     async def schema_version(self) -> int:
-        return int(await self._value("PRAGMA user_version") or 0)
-
-    async def _migrate(self, migrations: tuple[str, ...]) -> None:
-        current = await self.schema_version()
-        for version, step in enumerate(migrations[current:], start=current + 1):
-            # One transaction per step: a crash mid-upgrade leaves the previous version whole.
-            await self._db.executescript(f"BEGIN; {step}; PRAGMA user_version = {version}; COMMIT;")
+        return await self.database.schema_version()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """One atomic unit of writes: all of them are committed, or none."""
-        async with self._serial:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                yield Transaction(self._db)
-            except BaseException:
-                # Cancelled or failed anywhere, BEGIN included: never leave it open. The
-                # connection runs statements in order, so this comes after a BEGIN still queued.
-                with contextlib.suppress(sqlite3.OperationalError):  # none was open
-                    await asyncio.shield(self._db.execute("ROLLBACK"))
-                raise
-            await self._db.execute("COMMIT")
+        async with self.database.transaction() as session:
+            yield Transaction(session)
 
     # --- meta ---
 
@@ -372,7 +372,8 @@ class Store:
     async def add_rule(self, guild_id: int, kind: RuleKind, value: str | int) -> bool:
         """False when the server already had it."""
         return bool(await self._write(
-            "INSERT OR IGNORE INTO server_rules (guild_id, kind, value) VALUES (?, ?, ?)",
+            "INSERT INTO server_rules (guild_id, kind, value) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             guild_id, kind.value, str(value),
         ))  # fmt: skip
 
@@ -391,7 +392,8 @@ class Store:
     async def server_defaults(self, guild_id: int) -> dict[str, dict[str, Any]]:
         """Per model, the options this server gives a default, as set (oldest first)."""
         rows = await self._rows(
-            "SELECT model, option, value FROM server_defaults WHERE guild_id = ? ORDER BY rowid",
+            "SELECT model, option, value FROM server_defaults WHERE guild_id = ?"
+            " ORDER BY set_at, option",
             [guild_id],
         )
         defaults: dict[str, dict[str, Any]] = {}
@@ -401,9 +403,10 @@ class Store:
 
     async def set_server_default(self, guild_id: int, model: str, option: str, value: Any) -> None:
         await self._write(
-            "INSERT INTO server_defaults (guild_id, model, option, value) VALUES (?, ?, ?, ?)"
+            "INSERT INTO server_defaults (guild_id, model, option, value, set_at)"
+            " VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (guild_id, model, option) DO UPDATE SET value = excluded.value",
-            guild_id, model, option, json.dumps(value),
+            guild_id, model, option, json.dumps(value), time.time(),
         )  # fmt: skip
 
     async def clear_server_defaults(self, guild_id: int, model: str, option: str | None) -> int:
@@ -468,8 +471,8 @@ class Store:
 
     async def room(self, guild_id: int, member_id: int) -> tuple[int, int]:
         """(the member's jobs in progress here, jobs waiting in this server's queue)."""
-        async with self._serial:
-            return await _room(self._db, guild_id, member_id)
+        async with self.database.session() as session:
+            return await _room(session, guild_id, member_id)
 
     async def set_status_message(self, job_id: str, message_id: int | None) -> None:
         """Where the job's status message is: bookkeeping of messages, not the job's state."""
@@ -499,19 +502,19 @@ class Store:
         Ledger rows stay until `ledger_before`, which the caller keeps earlier than the start
         of any period still counted, so this period's totals never change.
         """
-        async with self.transaction():
-            pruned = await self._execute_count(
+        async with self.database.transaction() as session:
+            pruned = await session.execute(
                 f"DELETE FROM jobs WHERE finished_at < ? AND state IN ({_marks(ENDED)})"
                 " AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.job_id = jobs.id"
                 " AND done_at IS NULL)",
-                finished_before, *ENDED,
-            )  # fmt: skip
-            await self._db.execute(
+                [finished_before, *ENDED],
+            )
+            await session.execute(
                 "DELETE FROM outbox WHERE done_at < ? AND job_id NOT IN (SELECT id FROM jobs)",
                 (finished_before,),
             )
             # Never the entries of a job still running: its settlement is still to come.
-            await self._db.execute(
+            await session.execute(
                 "DELETE FROM ledger WHERE reserved_at < ? AND job_id NOT IN (SELECT id FROM jobs"
                 f" WHERE state IN ({_marks(UNFINISHED)}))",
                 (ledger_before, *UNFINISHED),
@@ -527,13 +530,13 @@ class Store:
 
     async def delete_job(self, job_id: str) -> None:
         """Forget one job entirely (what pruning does to old ones)."""
-        async with self.transaction():
+        async with self.database.transaction() as session:
             for table, column in (("jobs", "id"), ("outbox", "job_id"), ("ledger", "job_id")):
-                await self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (job_id,))
+                await session.execute(f"DELETE FROM {table} WHERE {column} = ?", [job_id])
 
     async def _jobs(self, where: str, *arguments: Any) -> list[Job]:
-        async with self._serial:
-            return await _select_jobs(self._db, where, arguments)
+        async with self.database.session() as session:
+            return await _select_jobs(session, where, arguments)
 
     # --- the outbox ---
 
@@ -543,14 +546,14 @@ class Store:
         """Messages due now, each the oldest one its job still owes (a job's go in order),
         leaving out the jobs in `busy` (their earlier message is still on its way)."""
         busy = tuple(busy)
-        async with self._serial, self._db.execute(
+        found = await self._rows(
             "SELECT seq, job_id, kind, due_at, attempts, started_at FROM outbox AS o"
             " WHERE done_at IS NULL AND due_at <= ? AND seq = (SELECT MIN(seq) FROM outbox"
-            f" WHERE job_id = o.job_id AND done_at IS NULL) AND job_id NOT IN ({_marks(busy)})"
+            f" WHERE job_id = o.job_id AND done_at IS NULL){_not_among('job_id', busy)}"
             " ORDER BY due_at, seq LIMIT ?",
             (now, *busy, limit),
-        ) as cursor:
-            return [_owed(row) for row in await cursor.fetchall()]
+        )
+        return [_owed(row) for row in found]
 
     async def next_due_at(self, *, busy: Iterable[str] = ()) -> float | None:
         """When the next message that could be sent falls due (a job's oldest pending one)."""
@@ -558,18 +561,18 @@ class Store:
         value = await self._value(
             "SELECT MIN(due_at) FROM outbox AS o WHERE done_at IS NULL AND seq = (SELECT"
             " MIN(seq) FROM outbox WHERE job_id = o.job_id AND done_at IS NULL)"
-            f" AND job_id NOT IN ({_marks(busy)})",
+            f"{_not_among('job_id', busy)}",
             *busy,
         )
         return float(value) if value is not None else None
 
     async def pending_messages(self, job_id: str) -> list[OwedMessage]:
-        async with self._serial, self._db.execute(
+        found = await self._rows(
             "SELECT seq, job_id, kind, due_at, attempts, started_at FROM outbox"
             " WHERE job_id = ? AND done_at IS NULL ORDER BY seq",
             (job_id,),
-        ) as cursor:
-            return [_owed(row) for row in await cursor.fetchall()]
+        )
+        return [_owed(row) for row in found]
 
     async def start_message(self, seq: int, at: float) -> None:
         """Committed before a message is rendered and sent. A video with this set may be out
@@ -595,19 +598,17 @@ class Store:
 
     async def message_outcomes(self, job_id: str) -> list[tuple[str, str | None]]:
         """(kind, outcome) of every message the job was owed, oldest first."""
-        async with self._serial, self._db.execute(
+        found = await self._rows(
             "SELECT kind, outcome FROM outbox WHERE job_id = ? ORDER BY seq", (job_id,)
-        ) as cursor:
-            return [(row[0], row[1]) for row in await cursor.fetchall()]
+        )
+        return [(row[0], row[1]) for row in found]
 
     # --- the request budget (a BudgetRecord) ---
 
     async def record_send(self, at: float) -> None:
-        async with self._serial:
-            await self._db.execute("INSERT INTO budget_sends (at) VALUES (?)", (at,))
-            await self._db.execute(
-                "DELETE FROM budget_sends WHERE at < ?", (at - _BUDGET_MEMORY,)
-            )
+        async with self.database.transaction() as session:
+            await session.execute("INSERT INTO budget_sends (at) VALUES (?)", [at])
+            await session.execute("DELETE FROM budget_sends WHERE at < ?", [at - _BUDGET_MEMORY])
 
     async def record_hold(self, until: float) -> None:
         await self.set_meta(RATE_LIMITED_UNTIL, repr(until))
@@ -641,43 +642,43 @@ class Store:
     # --- the ledger ---
 
     async def usage(self, guild_id: int, since: float, member_id: int | None = None) -> int:
-        async with self._serial:
-            return await _usage(self._db, guild_id, since, member_id)
+        async with self.database.session() as session:
+            return await _usage(session, guild_id, since, member_id)
 
     async def top_spenders(
         self, guild_id: int, since: float, count: int = 5
     ) -> list[tuple[int, int]]:
-        async with self._serial, self._db.execute(
+        found = await self._rows(
             f"SELECT member_id, {_USED} AS used FROM ledger WHERE guild_id = ?"
-            " AND reserved_at >= ? GROUP BY member_id HAVING used > 0"
+            f" AND reserved_at >= ? GROUP BY member_id HAVING {_USED} > 0"
             " ORDER BY used DESC, member_id LIMIT ?",
             (guild_id, since, count),
-        ) as cursor:
-            return [(row[0], row[1]) for row in await cursor.fetchall()]
+        )
+        return [(row[0], row[1]) for row in found]
 
     async def ledger_entries(self, job_id: str) -> list[tuple[str, int]]:
         """(entry, credits) of one job, oldest first."""
-        async with self._serial, self._db.execute(
+        found = await self._rows(
             "SELECT entry, credits FROM ledger WHERE job_id = ? ORDER BY seq", (job_id,)
-        ) as cursor:
-            return [(row[0], row[1]) for row in await cursor.fetchall()]
+        )
+        return [(row[0], row[1]) for row in found]
 
     async def credit_states(self) -> dict[str, tuple[int, str]]:
         """Job id -> (credits, 'reserved' | 'captured' | 'released'): where each job stands."""
-        async with self._serial, self._db.execute(
+        found = await self._rows(
             "SELECT job_id, MAX(credits), MAX(CASE entry WHEN 'capture' THEN 2"
             " WHEN 'release' THEN 1 ELSE 0 END) FROM ledger GROUP BY job_id"
-        ) as cursor:
-            names = ("reserved", "released", "captured")
-            return {row[0]: (row[1], names[row[2]]) for row in await cursor.fetchall()}
+        )
+        names = ("reserved", "released", "captured")
+        return {row[0]: (row[1], names[row[2]]) for row in found}
 
     async def ledger_totals(self, guild_id: int | None = None) -> LedgerTotals:
         scope, arguments = ("WHERE guild_id = ?", (guild_id,)) if guild_id is not None else ("", ())
-        async with self._serial, self._db.execute(
+        found = await self._rows(
             "SELECT entry, COALESCE(SUM(credits), 0) FROM ledger " + scope + " GROUP BY entry",
             arguments,
-        ) as cursor:
-            sums = {row[0]: int(row[1]) for row in await cursor.fetchall()}
+        )
+        sums = {row[0]: int(row[1]) for row in found}
         reserved, captured = sums.get("reserve", 0), sums.get("capture", 0)
         released = sums.get("release", 0)
         return LedgerTotals(reserved, captured, released, reserved - captured - released)
@@ -729,11 +730,11 @@ class Store:
     # --- quotas ---
 
     async def guild_quota(self, guild_id: int) -> GuildQuota:
-        async with self._serial, self._db.execute(
+        found = await self._rows(
             "SELECT period, member_limit, guild_limit FROM guild_quota WHERE guild_id = ?",
             (guild_id,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
+        row = found[0] if found else None
         return GuildQuota(*row) if row else GuildQuota()
 
     async def update_guild_quota(self, guild_id: int, **changes: Any) -> None:
@@ -750,11 +751,11 @@ class Store:
 
     async def member_override(self, guild_id: int, member_id: int) -> tuple[bool, int | None]:
         """(whether the member has an override, its limit: None means no limit)."""
-        async with self._serial, self._db.execute(
+        found = await self._rows(
             "SELECT credit_limit FROM member_quota WHERE guild_id = ? AND member_id = ?",
             (guild_id, member_id),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
+        row = found[0] if found else None
         return (True, row[0]) if row else (False, None)
 
     async def set_member_override(self, guild_id: int, member_id: int, limit: int | None) -> None:
@@ -796,56 +797,48 @@ class Store:
     # --- one statement, under the lock ---
 
     async def _write(self, query: str, *arguments: Any) -> int:
-        async with self._serial:
-            cursor = await self._db.execute(query, arguments)
-            return cursor.rowcount
+        async with self.database.session() as session:
+            return await session.execute(query, arguments)
 
-    async def _execute_count(self, query: str, *arguments: Any) -> int:
-        """Inside a transaction this store holds: no lock of its own."""
-        cursor = await self._db.execute(query, arguments)
-        return cursor.rowcount
-
-    async def _rows(self, query: str, arguments: list[Any]) -> list[tuple[Any, ...]]:
-        async with self._serial, self._db.execute(query, arguments) as cursor:
-            return [tuple(row) for row in await cursor.fetchall()]
+    async def _rows(self, query: str, arguments: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self.database.session() as session:
+            return await session.rows(query, arguments)
 
     async def _value(self, query: str, *arguments: Any) -> Any:
-        async with self._serial, self._db.execute(query, arguments) as cursor:
-            row = await cursor.fetchone()
-        return row[0] if row else None
+        async with self.database.session() as session:
+            return await session.value(query, arguments)
 
 
 class Transaction:
     """The writes of one transition; only `Store.transaction()` makes one."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
+    def __init__(self, session: Session) -> None:
+        self._db = session
 
     async def credits_seen(self, remaining: float, *, at: float) -> int:
         """Segmind reported the account's credits: alert the servers it took below their
         threshold, and re-arm those it is back above (or, any credits at all, out of credits).
         Returns how many alerts it wrote."""
-        async with self._db.execute(
+        crossed = await self._db.rows(
             "SELECT guild_id, channel_id, below FROM server_alerts"
             " WHERE low_told = 0 AND ? < below",
-            (remaining,),
-        ) as cursor:
-            crossed = list(await cursor.fetchall())
+            [remaining],
+        )
         for guild_id, channel_id, below in crossed:
             await self._alert(guild_id, channel_id, low_text(remaining, below), at)
         await self._db.execute(
-            "UPDATE server_alerts SET low_told = (? < below), out_told = out_told AND ? <= 0",
-            (remaining, remaining),
+            "UPDATE server_alerts SET low_told = CASE WHEN ? < below THEN 1 ELSE 0 END,"
+            " out_told = CASE WHEN out_told = 1 AND ? = 1 THEN 1 ELSE 0 END",
+            [remaining, int(remaining <= 0)],
         )
         return len(crossed)
 
     async def out_of_credits(self, *, at: float) -> int:
         """A submit was refused for want of credits: alert every server not yet told.
         Returns how many alerts it wrote."""
-        async with self._db.execute(
+        untold = await self._db.rows(
             "SELECT guild_id, channel_id FROM server_alerts WHERE out_told = 0"
-        ) as cursor:
-            untold = list(await cursor.fetchall())
+        )
         for guild_id, channel_id in untold:
             await self._alert(guild_id, channel_id, OUT_TEXT, at)
         await self._db.execute("UPDATE server_alerts SET out_told = 1")
@@ -854,7 +847,7 @@ class Transaction:
     async def _alert(self, guild_id: int, channel_id: int, text: str, at: float) -> None:
         await self._db.execute(
             "INSERT INTO alert_outbox (guild_id, channel_id, text, due_at) VALUES (?, ?, ?, ?)",
-            (guild_id, channel_id, text, at),
+            [guild_id, channel_id, text, at],
         )
 
     async def job(self, job_id: str) -> Job | None:
@@ -864,17 +857,16 @@ class Transaction:
     async def insert_job(self, job: Job) -> None:
         values = _job_values(job)
         await self._db.execute(
-            f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)})"
-            f" VALUES ({', '.join(':' + column for column in _JOB_COLUMNS)})",
-            values,
+            f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({_marks(_JOB_COLUMNS)})",
+            [values[column] for column in _JOB_COLUMNS],
         )
 
     async def update_job(self, job_id: str, changes: dict[str, Any]) -> None:
         if unknown := set(changes) - _UPDATABLE:
             raise ValueError(f"not a changeable job column: {sorted(unknown)}")
-        assignments = ", ".join(f"{column} = :{column}" for column in changes)
+        assignments = ", ".join(f"{column} = ?" for column in changes)
         await self._db.execute(
-            f"UPDATE jobs SET {assignments} WHERE id = :id", {**changes, "id": job_id}
+            f"UPDATE jobs SET {assignments} WHERE id = ?", [*changes.values(), job_id]
         )
 
     async def check_room(self, job: Job, limits: Limits) -> None:
@@ -898,22 +890,20 @@ class Transaction:
         await self._db.execute(
             "INSERT INTO ledger (job_id, guild_id, member_id, entry, credits, reserved_at, at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (job.id, job.guild_id, job.member_id, entry.value, job.credits, job.created_at, at),
+            [job.id, job.guild_id, job.member_id, entry.value, job.credits, job.created_at, at],
         )
 
     async def owe(self, job_id: str, kind: Owed, *, at: float) -> None:
-        if kind is Owed.STATUS:
+        if kind is Owed.STATUS and await self._db.value(
             # A status message shows the state at the moment it is sent: one pending is enough.
-            async with self._db.execute(
-                "SELECT 1 FROM outbox WHERE job_id = ? AND kind = 'status' AND done_at IS NULL"
-                " AND started_at IS NULL",
-                (job_id,),
-            ) as cursor:
-                if await cursor.fetchone():
-                    return
+            "SELECT 1 FROM outbox WHERE job_id = ? AND kind = 'status' AND done_at IS NULL"
+            " AND started_at IS NULL",
+            [job_id],
+        ):
+            return
         await self._db.execute(
             "INSERT INTO outbox (job_id, kind, created_at, due_at) VALUES (?, ?, ?, ?)",
-            (job_id, kind.value, at, at),
+            [job_id, kind.value, at, at],
         )
 
     async def record_duration(
@@ -929,58 +919,53 @@ class Transaction:
         await self._db.execute(
             "INSERT INTO durations (model, bucket, work, queued, processing, finished_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (model, bucket, work, queued, processing, at),
+            [model, bucket, work, queued, processing, at],
         )
 
     async def drop_owed(self, job_id: str, *, at: float) -> None:
         await self._db.execute(
             "UPDATE outbox SET done_at = ?, outcome = 'dropped' WHERE job_id = ?"
             " AND done_at IS NULL",
-            (at, job_id),
+            [at, job_id],
         )
 
     async def settle(self, seq: int, outcome: str, *, at: float) -> None:
         await self._db.execute(
             "UPDATE outbox SET done_at = ?, outcome = ? WHERE seq = ? AND done_at IS NULL",
-            (at, outcome, seq),
+            [at, outcome, seq],
         )
 
 
-async def _room(db: aiosqlite.Connection, guild_id: int, member_id: int) -> tuple[int, int]:
-    async with db.execute(
+async def _room(db: Session, guild_id: int, member_id: int) -> tuple[int, int]:
+    [row] = await db.rows(
         "SELECT COUNT(*) FILTER (WHERE member_id = ?), COUNT(*) FILTER (WHERE state = 'queued')"
         f" FROM jobs WHERE guild_id = ? AND state IN ({_marks(IN_PROGRESS)})",
-        (member_id, guild_id, *IN_PROGRESS),
-    ) as cursor:
-        row = await cursor.fetchone()
-    assert row is not None
+        [member_id, guild_id, *IN_PROGRESS],
+    )
     return int(row[0]), int(row[1])
 
 
-async def _usage(
-    db: aiosqlite.Connection, guild_id: int, since: float, member_id: int | None = None
-) -> int:
+async def _usage(db: Session, guild_id: int, since: float, member_id: int | None = None) -> int:
     query = f"SELECT {_USED} FROM ledger WHERE guild_id = ? AND reserved_at >= ?"
     arguments: list[Any] = [guild_id, since]
     if member_id is not None:
         query += " AND member_id = ?"
         arguments.append(member_id)
-    async with db.execute(query, arguments) as cursor:
-        row = await cursor.fetchone()
-    return int(row[0]) if row else 0
+    return int(await db.value(query, arguments) or 0)
 
 
-async def _select_jobs(
-    db: aiosqlite.Connection, where: str, arguments: Iterable[Any]
-) -> list[Job]:
-    query = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs {where}"
-    async with db.execute(query, tuple(arguments)) as cursor:
-        rows = await cursor.fetchall()
+async def _select_jobs(db: Session, where: str, arguments: Iterable[Any]) -> list[Job]:
+    rows = await db.rows(f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs {where}", list(arguments))
     return [_job_from(dict(zip(_JOB_COLUMNS, row, strict=True))) for row in rows]
 
 
 def _marks(values: Iterable[object]) -> str:
     return ", ".join("?" for _ in values)
+
+
+def _not_among(column: str, values: tuple[object, ...]) -> str:
+    # PostgreSQL takes no empty list after IN.
+    return f" AND {column} NOT IN ({_marks(values)})" if values else ""
 
 
 def _owed(row: Any) -> OwedMessage:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -9,6 +11,8 @@ from bot.polling import PollSchedule
 from bot.ratelimit import RequestBudget
 from bot.segmind import RetryPolicy, SegmindClient
 from bot.simulator import Simulator
+from bot.store import MIGRATIONS, Store
+from tests.postgres import PostgresServer, postgres_server
 
 API_KEY = "sim-test-key-5f1c"
 
@@ -61,3 +65,38 @@ def client(session: aiohttp.ClientSession, simulator: Simulator) -> SegmindClien
         budget=RequestBudget(10_000),
         retry=FAST_RETRY,
     )
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer | None]:
+    """One PostgreSQL server for the whole run (None where the machine has none)."""
+    with postgres_server() as server:
+        yield server
+
+
+OpenStore = Callable[..., Awaitable[Store]]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def open_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[OpenStore]:
+    """Opens the store of this test, on each backend in turn: every call opens the same
+    database again (as a restarted bot would), and each test has a database of its own."""
+    url: str | None = None
+    if request.param == "postgresql":
+        server: PostgresServer | None = request.getfixturevalue("postgres")
+        if server is None:
+            pytest.skip("no PostgreSQL on this machine (.ci/run installs it)")
+        url = server.new_database()
+    opened: list[Store] = []
+
+    async def open_(migrations: Iterable[str] = MIGRATIONS) -> Store:
+        store = await Store.open(tmp_path / "bot.db", migrations, url=url)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        with contextlib.suppress(Exception):  # closed by the test already
+            await store.close()

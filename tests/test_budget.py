@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,8 +12,7 @@ from bot.models import CATALOGUE
 from bot.ratelimit import RequestBudget, busiest
 from bot.segmind import SegmindClient
 from bot.simulator import Simulator
-from bot.store import Store
-from tests.conftest import API_KEY, FAST_RETRY, FakeClock, quick_schedule
+from tests.conftest import API_KEY, FAST_RETRY, FakeClock, OpenStore, quick_schedule
 
 SVD = CATALOGUE["svd"]
 PAYLOAD = SVD.payload(SVD.validate({"image": "https://cdn.example.test/cat.png"}))
@@ -114,9 +112,9 @@ async def test_after_a_429_the_budget_resumes_paced_not_in_a_burst() -> None:
 
 
 async def test_a_restarted_budget_continues_the_window_and_the_pending_reset(
-    tmp_path: Path,
+    open_store: OpenStore,
 ) -> None:
-    store = await Store.open(tmp_path / "bot.db")
+    store = await open_store()
     first, clock, _ = virtual_budget(5, record=store)
     for _ in range(5):
         await first.acquire()

@@ -16,6 +16,7 @@ from bot.models import CATALOGUE
 from bot.simulator import Simulator
 from bot.store import Store
 from tests.bot_world import bot_world
+from tests.conftest import OpenStore
 
 PIXVERSE = CATALOGUE["pixverse-5-video"]  # typical 67 s; learned by duration and quality
 SHORT = {"prompt": "x", "duration": 5, "quality": "540p"}
@@ -23,8 +24,8 @@ LONG = {"prompt": "x", "duration": 8, "quality": "720p"}
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "bot.db")
+async def store(open_store: OpenStore) -> AsyncIterator[Store]:
+    opened = await open_store()
     yield opened
     await opened.close()
 
@@ -104,9 +105,9 @@ async def test_the_time_left_shrinks_as_a_run_goes_on(store: Store) -> None:
 
 
 async def test_a_completed_run_is_learned_from_what_the_bot_saw_and_survives_a_restart(
-    tmp_path: Path,
+    open_store: OpenStore,
 ) -> None:
-    store = await Store.open(tmp_path / "bot.db")
+    store = await open_store()
     moments = iter([100.0, 100.0, 110.0, 118.0, 160.0])  # admit, start, sent, running, done
     life = Lifecycle(store, clock=lambda: next(moments))
     job = (await life.admit(Job(1, 2, 3, PIXVERSE.slug, dict(LONG), credits=1), Limits())).job
@@ -116,7 +117,7 @@ async def test_a_completed_run_is_learned_from_what_the_bot_saw_and_survives_a_r
     await life.apply(job.id, Event.COMPLETED, video_url="https://files.example.test/v.mp4")
     await store.close()
 
-    reopened = await Store.open(tmp_path / "bot.db")
+    reopened = await open_store()
     [(_, _, queued, processing)] = await reopened.recent_durations(
         PIXVERSE.slug, PIXVERSE.duration_bucket(LONG), 10
     )
@@ -129,8 +130,10 @@ async def test_a_completed_run_is_learned_from_what_the_bot_saw_and_survives_a_r
     assert math.log(42.0) < estimate.processing.mu < math.log(guess)
 
 
-async def test_the_providers_own_timings_win_over_the_bots_brackets(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "bot.db")
+async def test_the_providers_own_timings_win_over_the_bots_brackets(
+    open_store: OpenStore,
+) -> None:
+    store = await open_store()
     life = Lifecycle(store)
     job = (await life.admit(Job(1, 2, 3, PIXVERSE.slug, dict(SHORT), credits=1), Limits())).job
     for event in (Event.SUBMIT_STARTING, Event.SUBMITTED):

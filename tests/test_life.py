@@ -28,6 +28,7 @@ from bot.jobs.life import (
 )
 from bot.jobs.service import recovery_event
 from bot.store import Store
+from tests.conftest import OpenStore
 
 FACTS: dict[Event, dict[str, Any]] = {
     Event.SUBMITTED: {"request_id": "r-1"},
@@ -60,8 +61,8 @@ PATHS = paths_to_every_state()
 
 
 @pytest.fixture
-async def life(tmp_path: Path) -> AsyncIterator[Lifecycle]:
-    store = await Store.open(tmp_path / "bot.db")
+async def life(open_store: OpenStore) -> AsyncIterator[Lifecycle]:
+    store = await open_store()
     yield Lifecycle(store)
     await store.close()
 

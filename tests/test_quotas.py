@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,8 @@ from bot.jobs.life import Event, Lifecycle
 from bot.jobs.service import JobService
 from bot.queue import QueueLimits
 from bot.quotas import Period, QuotaExceeded, Quotas, period_bounds
-from bot.store import EVERYONE, Store
+from bot.store import EVERYONE
+from tests.conftest import OpenStore
 
 GUILD, OTHER_GUILD = 10, 20
 ALICE, BOB = 100, 200
@@ -56,8 +56,8 @@ class NeverRuns:
 
 
 @pytest.fixture
-async def quotas(tmp_path: Path, clock: Clock) -> AsyncIterator[Admitting]:
-    store = await Store.open(tmp_path / "bot.db")
+async def quotas(open_store: OpenStore, clock: Clock) -> AsyncIterator[Admitting]:
+    store = await open_store()
     quotas = Admitting(store, clock)
     roomy = QueueLimits(member_pending_max=1000, guild_length_max=1000)
     quotas.service = JobService(Lifecycle(store), quotas, roomy, NeverRuns())

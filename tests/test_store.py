@@ -1,7 +1,9 @@
-"""The SQLite store: migrations upgrade in place, the ledger's sums, pruning, privacy."""
+"""The store, on SQLite and on PostgreSQL: migrations upgrade in place, the ledger's sums,
+pruning, privacy; and what only SQLite has (its file, its query plans)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 import time
@@ -12,8 +14,9 @@ import pytest
 
 from bot.jobs.housekeeping import DAY, Housekeeper
 from bot.jobs.job import Job, JobState
-from bot.jobs.life import Event, Lifecycle, Limits
+from bot.jobs.life import AdmissionRefused, Event, Lifecycle, Limits
 from bot.store import MIGRATIONS, Store
+from tests.conftest import OpenStore
 
 # The version before the job life: credits were a column of the job.
 BEFORE_THE_LEDGER = 3
@@ -42,19 +45,56 @@ async def old_job(db: aiosqlite.Connection, job_id: str, state: str, credit_stat
     )  # fmt: skip
 
 
+async def test_discord_ids_past_32_bits_and_fractions_of_seconds_come_back_as_stored(
+    open_store: OpenStore,
+) -> None:
+    store = await open_store()
+    snowflake = 1_234_567_890_123_456_789
+    made = (await Lifecycle(store).admit(
+        a_job(guild_id=snowflake, channel_id=snowflake + 1, member_id=snowflake + 2),
+        Limits(),
+    )).job  # fmt: skip
+
+    [found] = await store.jobs_in_progress(snowflake, snowflake + 2)
+    assert (found.id, found.guild_id, found.channel_id) == (made.id, snowflake, snowflake + 1)
+    assert found.created_at == made.created_at
+    assert await store.usage(snowflake, 0.0) == 1
+
+
+async def test_two_processes_admitting_at_once_never_pass_a_members_limit(
+    open_store: OpenStore,
+) -> None:
+    """Each store is one process's: the check and the insert of an admission are one turn."""
+    first, second = await open_store(), await open_store()
+    limits = Limits(member_pending_max=3)
+
+    async def admit(store: Store) -> bool:
+        try:
+            await Lifecycle(store).admit(a_job(), limits)
+        except AdmissionRefused:
+            return False
+        return True
+
+    admitted = await asyncio.gather(*(admit(store) for store in (first, second) * 4))
+
+    assert sum(admitted) == 3
+    assert len(await first.jobs_in_progress(1, 3)) == 3
+
+
 async def settle_messages(store: Store, job_id: str) -> None:
     """What the sender does once it has sent a job's messages."""
     for message in await store.pending_messages(job_id):
         await store.settle_message(message.seq, "sent", time.time())
 
 
-async def test_a_first_version_database_upgrades_in_place_with_its_data(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    old = await Store.open(path, MIGRATIONS[:1])
+async def test_a_first_version_database_upgrades_in_place_with_its_data(
+    open_store: OpenStore,
+) -> None:
+    old = await open_store(MIGRATIONS[:1])
     await old.set_meta("command_tree_hash", "abc123")
     await old.close()
 
-    store = await Store.open(path)
+    store = await open_store()
 
     assert await store.schema_version() == len(MIGRATIONS)
     assert await store.get_meta("command_tree_hash") == "abc123"
@@ -124,9 +164,9 @@ async def test_period_sums_are_served_by_an_index(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("retention_days", "pruned_ids"), [(90, {"old"}), (1, {"old", "new"})])
 async def test_pruning_forgets_old_jobs_but_not_this_periods_spending(
-    tmp_path: Path, retention_days: int, pruned_ids: set[str]
+    open_store: OpenStore, tmp_path: Path, retention_days: int, pruned_ids: set[str]
 ) -> None:
-    store = await Store.open(tmp_path / "bot.db")
+    store = await open_store()
     now = time.time()
     jobs = {}
     for name, days_ago in (("old", 200), ("new", 2)):
@@ -149,9 +189,9 @@ async def test_pruning_forgets_old_jobs_but_not_this_periods_spending(
 
 
 async def test_an_ended_job_that_owes_nothing_more_forgets_its_interaction_token(
-    tmp_path: Path,
+    open_store: OpenStore,
 ) -> None:
-    store = await Store.open(tmp_path / "bot.db")
+    store = await open_store()
     life = Lifecycle(store)
     job = (await life.admit(a_job(interaction_token="tok-" + "x" * 40), Limits())).job
     await life.apply(job.id, Event.CANCEL_REQUESTED)
