@@ -90,8 +90,13 @@ class VideoBot(commands.Bot):
         # No pool limit: a request that has its budget slot must leave at once, not queue for
         # a connection and then reach Segmind in a bunch with others (the queue bounds them).
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        self.store = await Store.open(settings.database_path)
-        budget = RequestBudget(settings.segmind_requests_per_minute, record=self.store)
+        url = settings.database_url.get_secret_value() if settings.database_url else None
+        self.store = await Store.open(settings.database_path, url=url)
+        budget = RequestBudget(
+            settings.segmind_requests_per_minute,
+            record=None if self.store.shared else self.store,
+            shared=self.store if self.store.shared else None,
+        )
         budget.restore(
             await self.store.recent_sends(since=time.time() - budget.window),
             await self.store.rate_limited_until(),

@@ -26,10 +26,12 @@ def main() -> int:
         secrets=[
             settings.discord_token.get_secret_value(),
             settings.segmind_api_key.get_secret_value(),
+            *([settings.database_url.get_secret_value()] if settings.database_url else []),
         ],
         json_lines=settings.log_format == "json",
     )
-    lock = hold_database(settings.database_path)
+    # PostgreSQL takes turns itself; two processes on one SQLite file would run jobs twice.
+    lock = True if settings.database_url else hold_database(settings.database_path)
     if lock is None:
         print(
             f"Another bot is already running on {settings.database_path}; stop it first.",

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     segmind_base_url: str = "https://api.segmind.com"
     segmind_upload_url: str = "https://workflows-api.segmind.com/upload-asset"
     database_path: Path = Path("data/bot.db")
+    # postgresql://user:password@host/name selects PostgreSQL instead of the SQLite file.
+    database_url: SecretStr | None = None
     segmind_poll_interval_max: float = Field(default=30.0, gt=0, le=300)
     segmind_requests_per_minute: int = Field(default=50, ge=1)
     segmind_download_max_bytes: int = Field(default=500 * 1024 * 1024, ge=1)
@@ -52,6 +54,15 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// (leave it unset for SQLite)")
+        return value
 
     @field_validator("log_level")
     @classmethod

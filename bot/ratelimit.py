@@ -33,6 +33,12 @@ class BudgetRecord(Protocol):
     async def record_hold(self, until: float) -> None: ...
 
 
+class SharedBudgetRecord(BudgetRecord, Protocol):
+    """A record several processes share (PostgreSQL): the slot itself is taken there."""
+
+    async def claim_send(self, at: float, limit: int, window: float) -> float: ...
+
+
 @dataclass(eq=False)
 class _Waiter:
     worth: Worth
@@ -71,14 +77,18 @@ class RequestBudget:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_grant: Callable[[float], None] | None = None,
         record: BudgetRecord | None = None,
+        shared: SharedBudgetRecord | None = None,
     ) -> None:
         """`clock` and `sleep` are the time it runs on (a virtual one in tests); `on_grant` is
-        told the moment of every slot it grants; `record` keeps the log across restarts."""
+        told the moment of every slot it grants; `record` keeps the log across restarts;
+        `shared` (instead of `record`) is the one budget of a fleet of processes: each slot
+        is claimed there too, so all of them together never pass the limit."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.limit = limit
         self.window = period + margin
-        self.record = record
+        self.record = record if shared is None else shared
+        self._shared = shared
         self._clock = clock
         self._sleep = sleep
         self._on_grant = on_grant
@@ -135,19 +145,30 @@ class RequestBudget:
                 # Spent now on a long shot, the slot would be missing when a video is ready.
                 await self._sleep(RESERVE_RECHECK_SECONDS)
                 continue
-            self._waiting.remove(chosen)
-            self._sent.append(granted)
             try:
-                if self.record is not None:
+                if self._shared is not None:
+                    # The other processes' sends count too: wait for the fleet's window.
+                    if (wait := await self._shared.claim_send(granted, self.limit, self.window)):
+                        await self._sleep(min(wait, RESERVE_RECHECK_SECONDS))
+                        continue
+                elif self.record is not None:
                     await self.record.record_send(granted)
-            except Exception as error:  # the slot is spent either way; the caller hears why
+            except Exception as error:  # the slot may be spent; the caller hears why
+                self._spend(chosen, granted)
                 if not chosen.granted.done():
                     chosen.granted.set_exception(error)
                 continue
+            self._spend(chosen, granted)
             if self._on_grant is not None:
                 self._on_grant(granted)
             if not chosen.granted.done():
                 chosen.granted.set_result(None)
+
+    def _spend(self, chosen: _Waiter, granted: float) -> None:
+        # A caller cancelled while its slot was being claimed has left the line already.
+        if chosen in self._waiting:
+            self._waiting.remove(chosen)
+        self._sent.append(granted)
 
     async def hold_until(self, moment: float) -> None:
         """Send nothing before `moment`: Segmind said the account is rate limited until then."""

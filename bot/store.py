@@ -611,7 +611,30 @@ class Store:
             await session.execute("DELETE FROM budget_sends WHERE at < ?", [at - _BUDGET_MEMORY])
 
     async def record_hold(self, until: float) -> None:
-        await self.set_meta(RATE_LIMITED_UNTIL, repr(until))
+        async with self.database.transaction() as session:
+            # Several processes may hear a 429: the latest reset any of them heard holds.
+            if until > await _held_until(session):
+                await session.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [RATE_LIMITED_UNTIL, repr(until)],
+                )
+
+    async def claim_send(self, at: float, limit: int, window: float) -> float:
+        """Take a slot of the account's budget for every process on this store: 0 when it was
+        taken (and recorded), else how long until one could be (a full window, a pending 429)."""
+        async with self.database.transaction() as session:
+            held = await _held_until(session)
+            if held > at:
+                return held - at
+            sends = [row[0] for row in await session.rows(
+                "SELECT at FROM budget_sends WHERE at > ? ORDER BY at", [at - window]
+            )]  # fmt: skip
+            if len(sends) >= limit:
+                return max(0.01, sends[len(sends) - limit] + window - at)
+            await session.execute("INSERT INTO budget_sends (at) VALUES (?)", [at])
+            await session.execute("DELETE FROM budget_sends WHERE at < ?", [at - _BUDGET_MEMORY])
+            return 0.0
 
     async def recent_sends(self, since: float) -> list[float]:
         rows = await self._rows("SELECT at FROM budget_sends WHERE at >= ? ORDER BY at", [since])
@@ -957,6 +980,11 @@ async def _usage(db: Session, guild_id: int, since: float, member_id: int | None
 async def _select_jobs(db: Session, where: str, arguments: Iterable[Any]) -> list[Job]:
     rows = await db.rows(f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs {where}", list(arguments))
     return [_job_from(dict(zip(_JOB_COLUMNS, row, strict=True))) for row in rows]
+
+
+async def _held_until(db: Session) -> float:
+    value = await db.value("SELECT value FROM meta WHERE key = ?", [RATE_LIMITED_UNTIL])
+    return float(value) if value else 0.0
 
 
 def _marks(values: Iterable[object]) -> str:

@@ -236,3 +236,31 @@ async def test_a_worth_that_cannot_be_read_stalls_nothing() -> None:
     await asyncio.gather(*(budget.acquire(broken) for _ in range(3)), budget.acquire())
 
     assert len(grants) == 4
+
+
+async def test_processes_sharing_one_store_never_pass_the_accounts_budget_together(
+    open_store: OpenStore,
+) -> None:
+    """Three processes of a fleet, each with its own budget object, on one clock: the slots
+    are claimed in the store, so the fleet sends what one process would, and a 429 one of
+    them heard holds the others too."""
+    clock = FakeClock()
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+        await asyncio.sleep(0)
+
+    grants: list[float] = []
+    stores = [await open_store() for _ in range(3)]
+    budgets = [
+        RequestBudget(5, 60.0, margin=1.0, clock=clock, sleep=sleep, on_grant=grants.append,
+                      shared=store)
+        for store in stores
+    ]  # fmt: skip
+    await budgets[0].hold_until(clock() + 30.0)
+
+    await asyncio.gather(*(budget.acquire() for budget in budgets for _ in range(4)))
+
+    assert len(grants) == 12
+    assert min(grants) >= 1030.0  # nobody sent before the reset the first one heard of
+    assert busiest(grants, 61.0) <= 5

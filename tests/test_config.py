@@ -87,3 +87,17 @@ def test_settings_are_read_from_a_dot_env_file(tmp_path: Path) -> None:
     assert finished.stderr.strip().splitlines() == [
         "Configuration error: SEGMIND_POLL_INTERVAL_MAX input should be greater than 0"
     ]
+
+
+def test_a_database_url_that_is_not_postgresql_is_refused_without_echoing_it(
+    tmp_path: Path,
+) -> None:
+    result = run_bot(
+        {"DISCORD_TOKEN": TOKEN, "SEGMIND_API_KEY": KEY,
+         "DATABASE_URL": "mysql://bot:hunter2-secret@db.example.test/bot"},
+        tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert "DATABASE_URL must start with postgresql://" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout

@@ -1,0 +1,51 @@
+"""The whole bot on PostgreSQL: a member's video made, delivered and billed as on SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.simulator import Simulator
+from tests.bot_world import bot_world, restarted
+from tests.postgres import PostgresServer
+
+
+@pytest.fixture
+def database_url(postgres: PostgresServer | None) -> str:
+    if postgres is None:
+        pytest.skip("no PostgreSQL on this machine (.ci/run installs it)")
+    return postgres.new_database()
+
+
+async def test_a_video_is_delivered_once_and_billed_once_on_postgresql(
+    simulator: Simulator, tmp_path: Path, database_url: str
+) -> None:
+    simulator.speed = 0.02
+    async with bot_world(simulator, tmp_path / "bot.db", database_url=database_url) as world:
+        alice = world.guild.add_member("alice")
+        await world.slash(alice, "grok-video", {"prompt": "a lighthouse at dusk"})
+        await world.fake.wait_for(lambda: len(world.videos()) == 1, timeout=60)
+
+        [job] = await world.bot.store.finished_videos(world.guild.id, alice.id, 10)
+        assert job.state.value == "delivered"
+        assert await world.bot.store.credit_states() == {job.id: (job.credits, "captured")}
+    assert len(simulator.jobs) == 1  # one submit
+    assert not (tmp_path / "bot.db").exists()  # nothing went to a SQLite file
+
+
+async def test_a_restart_on_postgresql_picks_the_running_job_up_by_its_request_id(
+    simulator: Simulator, tmp_path: Path, database_url: str
+) -> None:
+    simulator.speed = 0.02
+    simulator.add_fault("slow", endpoint="file", delay=3)  # the video is slow to fetch
+    async with bot_world(simulator, tmp_path / "bot.db", database_url=database_url) as world:
+        alice = world.guild.add_member("alice")
+        await world.slash(alice, "grok-video", {"prompt": "rain on a window"})
+        await world.fake.wait_for(lambda: len(simulator.jobs) == 1, timeout=60)
+        await world.bot.close()
+        async with restarted(world, tmp_path / "bot.db", database_url=database_url) as again:
+            await again.fake.wait_for(lambda: len(again.videos()) == 1, timeout=60)
+            totals = await again.bot.store.ledger_totals()
+    assert len(simulator.jobs) == 1  # polled again, never submitted again
+    assert (totals.reserved, totals.captured, totals.held) == (1, 1, 0)
