@@ -25,6 +25,7 @@ from adapter.sender import RetryPolicy as MessageRetry
 from adapter.sender import Sender
 from adapter.startup import GaveUp, log_in, quiet_discord_logs, say_gave_up
 from bot.config import Settings
+from bot.database import DatabaseInUse
 from bot.durations import Durations
 from bot.images import ImageKeeper
 from bot.jobs.housekeeping import Housekeeper
@@ -92,6 +93,7 @@ class VideoBot(commands.Bot):
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         url = settings.database_url.get_secret_value() if settings.database_url else None
         self.store = await Store.open(settings.database_path, url=url)
+        await self.store.database.hold_alone()
         budget = RequestBudget(
             settings.segmind_requests_per_minute,
             record=None if self.store.shared else self.store,
@@ -319,6 +321,9 @@ def run(settings: Settings) -> int:
         return 1
     except GaveUp as error:
         say_gave_up(error)
+        return 1
+    except DatabaseInUse as error:
+        print(f"{str(error).capitalize()}; stop it first.", file=sys.stderr)
         return 1
     return 0
 

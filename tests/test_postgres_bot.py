@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from adapter.app import VideoBot
+from bot.config import Settings
+from bot.database import DatabaseInUse
 from bot.simulator import Simulator
 from tests.bot_world import bot_world, restarted
 from tests.postgres import PostgresServer
@@ -26,6 +29,7 @@ async def test_a_video_is_delivered_once_and_billed_once_on_postgresql(
         alice = world.guild.add_member("alice")
         await world.slash(alice, "grok-video", {"prompt": "a lighthouse at dusk"})
         await world.fake.wait_for(lambda: len(world.videos()) == 1, timeout=60)
+        await world.fake.wait_for(world.settled, timeout=60, message="the job ended")
 
         [job] = await world.bot.store.finished_videos(world.guild.id, alice.id, 10)
         assert job.state.value == "delivered"
@@ -46,6 +50,22 @@ async def test_a_restart_on_postgresql_picks_the_running_job_up_by_its_request_i
         await world.bot.close()
         async with restarted(world, tmp_path / "bot.db", database_url=database_url) as again:
             await again.fake.wait_for(lambda: len(again.videos()) == 1, timeout=60)
+            await again.fake.wait_for(again.settled, timeout=60, message="the job ended")
             totals = await again.bot.store.ledger_totals()
     assert len(simulator.jobs) == 1  # polled again, never submitted again
     assert (totals.reserved, totals.captured, totals.held) == (1, 1, 0)
+
+
+async def test_a_second_bot_on_the_same_postgresql_database_refuses_to_start(
+    simulator: Simulator, tmp_path: Path, database_url: str
+) -> None:
+    """Until jobs are leased to processes, a second one would submit the same waiting jobs."""
+    async with bot_world(simulator, tmp_path / "one.db", database_url=database_url):
+        second = Settings(
+            _env_file=None, discord_token="fake-token", segmind_api_key="k",  # type: ignore[call-arg]
+            database_url=database_url, database_path=tmp_path / "two.db",
+        )
+        bot = VideoBot(second)
+        with pytest.raises(DatabaseInUse):
+            await bot.setup_hook()
+        await bot.close()
