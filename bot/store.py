@@ -212,31 +212,9 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX alert_outbox_due ON alert_outbox (due_at) WHERE done_at IS NULL;
     """,
-    # 13: a fleet of processes on one database: who runs each job and sends each message (a
-    # lease its holder renews; when it lapses, a live process takes the work over), who is
-    # alive, and whose turn it is in each server
+    # 13: the order each server's defaults were set in (PostgreSQL has no rowid)
     """
     ALTER TABLE server_defaults ADD COLUMN set_at REAL NOT NULL DEFAULT 0;
-    ALTER TABLE jobs ADD COLUMN runner TEXT;
-    ALTER TABLE jobs ADD COLUMN lease_until REAL;
-    CREATE INDEX jobs_by_runner ON jobs (runner, lease_until) WHERE runner IS NOT NULL;
-    ALTER TABLE outbox ADD COLUMN sender TEXT;
-    ALTER TABLE outbox ADD COLUMN lease_until REAL;
-    ALTER TABLE alert_outbox ADD COLUMN sender TEXT;
-    ALTER TABLE alert_outbox ADD COLUMN lease_until REAL;
-    CREATE TABLE processes (
-        id           TEXT PRIMARY KEY,
-        shards       TEXT NOT NULL,
-        started_at   REAL NOT NULL,
-        heartbeat_at REAL NOT NULL,
-        stopped_at   REAL
-    );
-    CREATE TABLE member_turns (
-        guild_id  INTEGER NOT NULL,
-        member_id INTEGER NOT NULL,
-        served    INTEGER NOT NULL,
-        PRIMARY KEY (guild_id, member_id)
-    );
     """,
 )
 
@@ -607,8 +585,7 @@ class Store:
 
     async def record_send(self, at: float) -> None:
         async with self.database.transaction() as session:
-            await session.execute("INSERT INTO budget_sends (at) VALUES (?)", [at])
-            await session.execute("DELETE FROM budget_sends WHERE at < ?", [at - _BUDGET_MEMORY])
+            await _record_send(session, at)
 
     async def record_hold(self, until: float) -> None:
         async with self.database.transaction() as session:
@@ -632,8 +609,7 @@ class Store:
             )]  # fmt: skip
             if len(sends) >= limit:
                 return max(0.01, sends[len(sends) - limit] + window - at)
-            await session.execute("INSERT INTO budget_sends (at) VALUES (?)", [at])
-            await session.execute("DELETE FROM budget_sends WHERE at < ?", [at - _BUDGET_MEMORY])
+            await _record_send(session, at)
             return 0.0
 
     async def recent_sends(self, since: float) -> list[float]:
@@ -980,6 +956,11 @@ async def _usage(db: Session, guild_id: int, since: float, member_id: int | None
 async def _select_jobs(db: Session, where: str, arguments: Iterable[Any]) -> list[Job]:
     rows = await db.rows(f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs {where}", list(arguments))
     return [_job_from(dict(zip(_JOB_COLUMNS, row, strict=True))) for row in rows]
+
+
+async def _record_send(db: Session, at: float) -> None:
+    await db.execute("INSERT INTO budget_sends (at) VALUES (?)", [at])
+    await db.execute("DELETE FROM budget_sends WHERE at < ?", [at - _BUDGET_MEMORY])
 
 
 async def _held_until(db: Session) -> float:

@@ -74,6 +74,14 @@ def postgres() -> Iterator[PostgresServer | None]:
         yield server
 
 
+@pytest.fixture
+def postgres_url(postgres: PostgresServer | None) -> str:
+    """A fresh PostgreSQL database of this test's own; the test is skipped without a server."""
+    if postgres is None:
+        pytest.skip("no PostgreSQL on this machine (.ci/run installs it)")
+    return postgres.new_database()
+
+
 OpenStore = Callable[..., Awaitable[Store]]
 
 
@@ -83,12 +91,7 @@ async def open_store(
 ) -> AsyncIterator[OpenStore]:
     """Opens the store of this test, on each backend in turn: every call opens the same
     database again (as a restarted bot would), and each test has a database of its own."""
-    url: str | None = None
-    if request.param == "postgresql":
-        server: PostgresServer | None = request.getfixturevalue("postgres")
-        if server is None:
-            pytest.skip("no PostgreSQL on this machine (.ci/run installs it)")
-        url = server.new_database()
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
     opened: list[Store] = []
 
     async def open_(migrations: Iterable[str] = MIGRATIONS) -> Store:

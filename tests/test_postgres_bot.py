@@ -11,21 +11,13 @@ from bot.config import Settings
 from bot.database import DatabaseInUse
 from bot.simulator import Simulator
 from tests.bot_world import bot_world, restarted
-from tests.postgres import PostgresServer
-
-
-@pytest.fixture
-def database_url(postgres: PostgresServer | None) -> str:
-    if postgres is None:
-        pytest.skip("no PostgreSQL on this machine (.ci/run installs it)")
-    return postgres.new_database()
 
 
 async def test_a_video_is_delivered_once_and_billed_once_on_postgresql(
-    simulator: Simulator, tmp_path: Path, database_url: str
+    simulator: Simulator, tmp_path: Path, postgres_url: str
 ) -> None:
     simulator.speed = 0.02
-    async with bot_world(simulator, tmp_path / "bot.db", database_url=database_url) as world:
+    async with bot_world(simulator, tmp_path / "bot.db", database_url=postgres_url) as world:
         alice = world.guild.add_member("alice")
         await world.slash(alice, "grok-video", {"prompt": "a lighthouse at dusk"})
         await world.fake.wait_for(lambda: len(world.videos()) == 1, timeout=60)
@@ -39,16 +31,16 @@ async def test_a_video_is_delivered_once_and_billed_once_on_postgresql(
 
 
 async def test_a_restart_on_postgresql_picks_the_running_job_up_by_its_request_id(
-    simulator: Simulator, tmp_path: Path, database_url: str
+    simulator: Simulator, tmp_path: Path, postgres_url: str
 ) -> None:
     simulator.speed = 0.02
     simulator.add_fault("slow", endpoint="file", delay=3)  # the video is slow to fetch
-    async with bot_world(simulator, tmp_path / "bot.db", database_url=database_url) as world:
+    async with bot_world(simulator, tmp_path / "bot.db", database_url=postgres_url) as world:
         alice = world.guild.add_member("alice")
         await world.slash(alice, "grok-video", {"prompt": "rain on a window"})
         await world.fake.wait_for(lambda: len(simulator.jobs) == 1, timeout=60)
         await world.bot.close()
-        async with restarted(world, tmp_path / "bot.db", database_url=database_url) as again:
+        async with restarted(world, tmp_path / "bot.db", database_url=postgres_url) as again:
             await again.fake.wait_for(lambda: len(again.videos()) == 1, timeout=60)
             await again.fake.wait_for(again.settled, timeout=60, message="the job ended")
             totals = await again.bot.store.ledger_totals()
@@ -57,13 +49,13 @@ async def test_a_restart_on_postgresql_picks_the_running_job_up_by_its_request_i
 
 
 async def test_a_second_bot_on_the_same_postgresql_database_refuses_to_start(
-    simulator: Simulator, tmp_path: Path, database_url: str
+    simulator: Simulator, tmp_path: Path, postgres_url: str
 ) -> None:
     """Until jobs are leased to processes, a second one would submit the same waiting jobs."""
-    async with bot_world(simulator, tmp_path / "one.db", database_url=database_url):
+    async with bot_world(simulator, tmp_path / "one.db", database_url=postgres_url):
         second = Settings(
             _env_file=None, discord_token="fake-token", segmind_api_key="k",  # type: ignore[call-arg]
-            database_url=database_url, database_path=tmp_path / "two.db",
+            database_url=postgres_url, database_path=tmp_path / "two.db",
         )
         bot = VideoBot(second)
         with pytest.raises(DatabaseInUse):
