@@ -25,9 +25,9 @@ from adapter.sender import RetryPolicy as MessageRetry
 from adapter.sender import Sender
 from adapter.startup import GaveUp, log_in, quiet_discord_logs, say_gave_up
 from bot.config import Settings
-from bot.database import DatabaseInUse
 from bot.durations import Durations
 from bot.images import ImageKeeper
+from bot.jobs.fleet import Fleet, ShardsTaken
 from bot.jobs.housekeeping import Housekeeper
 from bot.jobs.job import Job
 from bot.jobs.life import Lifecycle
@@ -48,7 +48,7 @@ EXTENSIONS = (
 TREE_HASH_KEY = "command_tree_hash"
 
 
-class VideoBot(commands.Bot):
+class VideoBot(commands.AutoShardedBot):
     session: aiohttp.ClientSession
     segmind: SegmindClient
     store: Store
@@ -58,6 +58,7 @@ class VideoBot(commands.Bot):
     housekeeper: Housekeeper
     images: ImageKeeper
     durations: Durations
+    fleet: Fleet | None = None
 
     def __init__(
         self, settings: Settings, *, handle_signals: bool = False, **options: object
@@ -71,6 +72,9 @@ class VideoBot(commands.Bot):
             intents=intents,
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
+            # A fleet splits Discord's shards over its processes; alone, Discord's count.
+            shard_count=settings.shard_count,
+            shard_ids=settings.shard_ids,
             **options,
         )
         self.settings = settings
@@ -93,7 +97,18 @@ class VideoBot(commands.Bot):
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         url = settings.database_url.get_secret_value() if settings.database_url else None
         self.store = await Store.open(settings.database_path, url=url)
-        await self.store.database.hold_alone()
+        limits = QueueLimits(
+            guild_concurrency=settings.queue_guild_concurrency,
+            global_concurrency=settings.queue_global_concurrency,
+            member_pending_max=settings.queue_member_pending_max,
+            guild_length_max=settings.queue_guild_length_max,
+        )
+        if self.store.shared:
+            self.fleet = Fleet(
+                self.store, limits, shard_count=settings.shard_count,
+                shards=settings.shard_ids, lease_seconds=settings.job_lease_seconds,
+            )  # fmt: skip
+            await self.fleet.join()
         budget = RequestBudget(
             settings.segmind_requests_per_minute,
             record=None if self.store.shared else self.store,
@@ -131,13 +146,9 @@ class VideoBot(commands.Bot):
         self.jobs = JobService(
             self.life,
             Quotas(self.store),
-            QueueLimits(
-                guild_concurrency=settings.queue_guild_concurrency,
-                global_concurrency=settings.queue_global_concurrency,
-                member_pending_max=settings.queue_member_pending_max,
-                guild_length_max=settings.queue_guild_length_max,
-            ),
+            limits,
             runner,
+            self.fleet,
         )
         self.housekeeper = Housekeeper(
             self.store,
@@ -154,6 +165,8 @@ class VideoBot(commands.Bot):
             estimate=self.durations.estimate,
             status_interval=settings.status_update_seconds,
             retry=MessageRetry(base=settings.message_retry_seconds),
+            lease=self.fleet.lease if self.fleet is not None else None,
+            carried=self.carries,
         )
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -213,6 +226,12 @@ class VideoBot(commands.Bot):
             directory=self.housekeeper.downloads,
         )
 
+    def carries(self, guild_id: int) -> bool:
+        """Whether this process's shards carry the server (Discord's rule for shards)."""
+        if self.shard_ids is None or self.shard_count is None:
+            return True
+        return (guild_id >> 22) % self.shard_count in self.shard_ids
+
     async def _connected(self) -> bool:
         return self._gateway_up and not self.is_closed()
 
@@ -268,7 +287,9 @@ class VideoBot(commands.Bot):
         log.info("connected to Discord as %s in %d guild(s)", self.user, len(self.guilds))
         if not self._queue_started:
             # Before anything waiting is sent: nothing goes out for a server the bot has left.
-            await self.jobs.servers_left_meanwhile({guild.id for guild in self.guilds})
+            await self.jobs.servers_left_meanwhile(
+                {guild.id for guild in self.guilds}, self.carries
+            )
             self.jobs.start()
             self._queue_started = True
 
@@ -322,8 +343,9 @@ def run(settings: Settings) -> int:
     except GaveUp as error:
         say_gave_up(error)
         return 1
-    except DatabaseInUse as error:
-        print(f"{str(error).capitalize()}; stop it first.", file=sys.stderr)
+    except ShardsTaken as error:
+        print(f"Cannot join the fleet: {error}. Give each process its own SHARD_IDS.",
+              file=sys.stderr)  # fmt: skip
         return 1
     return 0
 

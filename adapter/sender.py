@@ -35,7 +35,7 @@ from bot.jobs.job import Job, JobState
 from bot.jobs.life import Applied, Event, Lifecycle, Owed, TransitionRefused
 from bot.models import VideoModel
 from bot.segmind import SegmindError, VideoDownloadFailed, VideoTooLarge
-from bot.store import OwedMessage, Store
+from bot.store import Lease, OwedMessage, Store
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,11 @@ class Sender:
         retry: RetryPolicy | None = None,
         concurrency: int = 16,
         clock: Callable[[], float] = time.time,
+        lease: Lease | None = None,
+        carried: Callable[[int], bool] = lambda guild_id: True,
     ) -> None:
+        """`lease`: this process is one of a fleet, and takes each message it sends under it;
+        `carried`: whether this process's shards carry a server (it refreshes their statuses)."""
         self.client = client
         self.life = life
         self.store: Store = life.store
@@ -91,6 +95,10 @@ class Sender:
         self.status_interval = status_interval
         self.retry = retry or RetryPolicy()
         self.clock = clock
+        self.lease = lease
+        self.carried = carried
+        # Other processes of a fleet owe messages too: the store is looked at this often.
+        self._longest_wait = 60.0 if lease is None else 1.0
         self._started_at = clock()
         self._slots = asyncio.Semaphore(concurrency)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -132,10 +140,11 @@ class Sender:
         while True:
             self._alert_wake.clear()
             try:
-                for seq, channel_id, text, attempts in await self.store.due_alerts(self.clock()):
+                due = await self.store.due_alerts(self.clock(), self.lease)
+                for seq, channel_id, text, attempts in due:
                     await self._post_alert(seq, channel_id, text, attempts)
-                next_at = await self.store.next_alert_at()
-                wait = 60.0 if next_at is None else min(60.0, max(0.01, next_at - self.clock()))
+                next_at = await self.store.next_alert_at(self.lease)
+                wait = self._wait_until(next_at)
             except Exception:  # the database hiccuped: the rows are still there
                 log.exception("the alert sender stumbled; trying again shortly")
                 wait = 1.0
@@ -177,20 +186,23 @@ class Sender:
         # A job whose earlier message is still on its way waits: a job's messages go in order.
         now = self.clock()
         self._cooling = {job: until for job, until in self._cooling.items() if until > now}
-        for row in await self.store.due_messages(now, busy=self._busy()):
+        for row in await self.store.due_messages(now, busy=self._busy(), lease=self.lease):
             self._handling.add(row.job_id)
             task = asyncio.create_task(self._handle(row), name=f"send-{row.job_id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _time_to_next(self) -> float:
-        next_due = await self.store.next_due_at(busy=self._busy())
+        next_due = await self.store.next_due_at(busy=self._busy(), lease=self.lease)
         if self._cooling:
             soonest = min(self._cooling.values())
             next_due = soonest if next_due is None else min(next_due, soonest)
-        if next_due is None:
-            return 60.0
-        return min(60.0, max(0.01, next_due - self.clock()))
+        return self._wait_until(next_due)
+
+    def _wait_until(self, due: float | None) -> float:
+        if due is None:
+            return self._longest_wait
+        return min(self._longest_wait, max(0.01, due - self.clock()))
 
     async def _handle(self, row: OwedMessage) -> None:
         try:
@@ -274,6 +286,8 @@ class Sender:
             for job in jobs:
                 if not job.in_progress or job.id in self._handling:
                     continue
+                if not self.carried(job.guild_id):
+                    continue  # another process of the fleet shows it
                 try:
                     async with self._lock(job.id):
                         fresh = await self.store.job(job.id)  # as it is now, not as listed

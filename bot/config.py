@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     database_path: Path = Path("data/bot.db")
     # postgresql://user:password@host/name selects PostgreSQL instead of the SQLite file.
     database_url: SecretStr | None = None
+    # A fleet: Discord's shards in all, and those this process runs (None: all of them).
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: list[int] | None = None
+    # How long a process's hold on a job lasts unrenewed: a dead process's jobs move on after it.
+    job_lease_seconds: float = Field(default=30.0, ge=1, le=600)
     segmind_poll_interval_max: float = Field(default=30.0, gt=0, le=300)
     segmind_requests_per_minute: int = Field(default=50, ge=1)
     segmind_download_max_bytes: int = Field(default=500 * 1024 * 1024, ge=1)
@@ -62,6 +67,28 @@ class Settings(BaseSettings):
             return None
         if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// (leave it unset for SQLite)")
+        return value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _shard_list(cls, value: object) -> object:
+        # SHARD_IDS=0,1 in the environment, as well as a JSON list (or one number).
+        if isinstance(value, int):
+            return [value]
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()] or None
+        return value
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shards_fit(cls, value: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if value is None:
+            return None
+        count = info.data.get("shard_count")
+        if count is None:
+            raise ValueError("needs SHARD_COUNT (how many shards the whole fleet runs)")
+        if len(set(value)) != len(value) or not all(0 <= shard < count for shard in value):
+            raise ValueError(f"must be distinct numbers from 0 to {count - 1}")
         return value
 
     @field_validator("log_level")

@@ -27,13 +27,6 @@ _OWNER_ONLY = 0o600
 # never interleave with another process's.
 _WRITERS_LOCK = 0x5E6D1
 _MIGRATION_LOCK = 0x5E6D2
-# Held for its whole life by the one bot process that runs jobs on the database.
-_RUNNER_LOCK = 0x5E6D3
-
-
-class DatabaseInUse(Exception):
-    """Another bot process already runs jobs on this database."""
-
 
 class Session(ABC):
     """Statements on one connection: alone, or inside a transaction."""
@@ -69,11 +62,6 @@ class Database(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
-
-    async def hold_alone(self) -> None:
-        """Take the database for this process alone, or raise DatabaseInUse. (The SQLite
-        file is taken by `python -m bot` with a lock file before anything starts.)"""
-        return None
 
 
 async def connect(url: str | None, path: Path) -> Database:
@@ -188,16 +176,6 @@ class PostgresDatabase(Database):
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
-        self._held: Any = None  # the connection holding the runner's lock
-
-    async def hold_alone(self) -> None:
-        # Until jobs are leased to processes, two bots on one database would both recover and
-        # submit the same waiting jobs: the second one refuses to start.
-        connection = await self._pool.acquire()
-        if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", _RUNNER_LOCK):
-            await self._pool.release(connection)
-            raise DatabaseInUse("another bot is already running on this PostgreSQL database")
-        self._held = connection
 
     @classmethod
     async def connect(cls, url: str) -> PostgresDatabase:
@@ -240,9 +218,6 @@ class PostgresDatabase(Database):
                 await connection.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
 
     async def close(self) -> None:
-        if self._held is not None:
-            await self._pool.release(self._held)  # the lock goes with the session
-            self._held = None
         await self._pool.close()
 
 

@@ -39,7 +39,10 @@ class QueueLimits:
 
 
 @dataclass
-class _GuildQueue(Generic[T]):
+class GuildLine(Generic[T]):
+    """One server's line: its waiting jobs by member, its running ones, the members' turns.
+    (A fleet builds one from the store for each claim, `bot.jobs.fleet`.)"""
+
     # member id -> that member's waiting jobs, oldest first
     waiting: dict[int, collections.deque[T]] = field(default_factory=dict)
     # job id -> (member id, the task running it)
@@ -82,7 +85,7 @@ class JobQueue(Generic[T]):
     ) -> None:
         self._run = run
         self.limits = limits or QueueLimits()
-        self._guilds: dict[int, _GuildQueue[T]] = {}
+        self._guilds: dict[int, GuildLine[T]] = {}
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._stopped = False
@@ -107,14 +110,14 @@ class JobQueue(Generic[T]):
 
     def add(self, job: T) -> int:
         """Queue a job; returns its 1-based place in its guild's line."""
-        guild = self._guilds.setdefault(job.guild_id, _GuildQueue())
+        guild = self._guilds.setdefault(job.guild_id, GuildLine())
         guild.waiting.setdefault(job.member_id, collections.deque()).append(job)
         self._wake.set()
         return self.position(job) or 1
 
     def adopt(self, job: T) -> None:
         """Run a job at once, outside the line: it was already running before a restart."""
-        self._guilds.setdefault(job.guild_id, _GuildQueue())
+        self._guilds.setdefault(job.guild_id, GuildLine())
         self._start(job.guild_id, job)
 
     def position(self, job: T) -> int | None:
@@ -137,6 +140,10 @@ class JobQueue(Generic[T]):
     def running_count(self, guild_id: int) -> int:
         guild = self._guilds.get(guild_id)
         return len(guild.running) if guild else 0
+
+    def running_ids(self) -> list[str]:
+        """The jobs this queue runs now."""
+        return [job_id for guild in self._guilds.values() for job_id in guild.running]
 
     def remove_waiting(self, job: T) -> bool:
         """Take a job out of line before it starts; False if it was not waiting."""

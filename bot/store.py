@@ -216,6 +216,30 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE server_defaults ADD COLUMN set_at REAL NOT NULL DEFAULT 0;
     """,
+    # 14: a fleet of processes on one store: which process holds a job or a message, and
+    # until when (bot.leases); the processes themselves; members' turns in each server's line
+    """
+    ALTER TABLE jobs ADD COLUMN runner TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_until REAL;
+    CREATE INDEX jobs_by_runner ON jobs (runner) WHERE runner IS NOT NULL;
+    ALTER TABLE outbox ADD COLUMN runner TEXT;
+    ALTER TABLE outbox ADD COLUMN lease_until REAL;
+    ALTER TABLE alert_outbox ADD COLUMN runner TEXT;
+    ALTER TABLE alert_outbox ADD COLUMN lease_until REAL;
+    CREATE TABLE processes (
+        id           TEXT PRIMARY KEY,
+        shard_count  INTEGER,            -- NULL: the process runs every shard there is
+        shards       TEXT,               -- JSON list of its shard ids; NULL: all of them
+        started_at   REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+    CREATE TABLE member_turns (
+        guild_id  INTEGER NOT NULL,
+        member_id INTEGER NOT NULL,
+        served    INTEGER NOT NULL,      -- the server's turn counter when the member last went
+        PRIMARY KEY (guild_id, member_id)
+    );
+    """,
 )
 
 _JOB_COLUMNS = (
@@ -226,6 +250,10 @@ _JOB_COLUMNS = (
     "video_message_id", "defaults_used",
 )  # fmt: skip
 _UPDATABLE = frozenset(_JOB_COLUMNS) - {"id", "guild_id", "member_id", "model", "credits"}
+# A job in these states is at Segmind, or on its way: it runs until it ends, wherever it runs.
+STARTED = (
+    JobState.SUBMITTING, JobState.SUBMITTED, JobState.CANCELLED_SENDING, JobState.CANCELLED_RUNNING,
+)  # fmt: skip
 EVERYONE = 0
 RATE_LIMITED_UNTIL = "rate_limited_until"
 # Sends older than this can no longer count in any window of the budget.
@@ -270,6 +298,34 @@ class OwedMessage:
     due_at: float
     attempts: int
     started_at: float | None
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """One process of a fleet, as it last reported itself."""
+
+    id: str
+    shard_count: int | None  # None: it runs every shard there is
+    shards: tuple[int, ...] | None  # None: all of them
+    started_at: float
+    heartbeat_at: float
+    jobs_held: int = 0
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A process's hold on rows that any process of a fleet could take (`bot.jobs.fleet`):
+    taken rows are its own until `seconds` after it last renewed them."""
+
+    runner: str
+    seconds: float
+
+    def free(self, table: str) -> str:
+        """Rows this process may take: nobody's, its own, or those whose holder went quiet."""
+        return f" AND ({table}.runner IS NULL OR {table}.runner = ? OR {table}.lease_until < ?)"
+
+    def free_arguments(self, now: float) -> list[Any]:
+        return [self.runner, now]
 
 
 class Store:
@@ -416,17 +472,36 @@ class Store:
         )
         return (int(rows[0][0]), float(rows[0][1])) if rows else None
 
-    async def due_alerts(self, now: float) -> list[tuple[int, int, str, int]]:
-        """(seq, channel, text, attempts) of the alerts due now."""
-        rows = await self._rows(
+    async def due_alerts(
+        self, now: float, lease: Lease | None = None
+    ) -> list[tuple[int, int, str, int]]:
+        """(seq, channel, text, attempts) of the alerts due now; with a `lease`, those no
+        other process holds, taken for this one."""
+        query = (
             "SELECT seq, channel_id, text, attempts FROM alert_outbox"
-            " WHERE done_at IS NULL AND due_at <= ? ORDER BY seq",
-            [now],
+            " WHERE done_at IS NULL AND due_at <= ?"
         )
+        if lease is None:
+            rows = await self._rows(query + " ORDER BY seq", [now])
+        else:
+            async with self.database.transaction() as session:
+                rows = await session.rows(
+                    query + lease.free("alert_outbox") + " ORDER BY seq /*SKIP LOCKED*/",
+                    [now, *lease.free_arguments(now)],
+                )
+                await _hold(session, "alert_outbox", [row[0] for row in rows], lease, now)
         return [(int(r[0]), int(r[1]), str(r[2]), int(r[3])) for r in rows]
 
-    async def next_alert_at(self) -> float | None:
-        return await self._value("SELECT MIN(due_at) FROM alert_outbox WHERE done_at IS NULL")
+    async def next_alert_at(self, lease: Lease | None = None) -> float | None:
+        if lease is None:
+            return await self._value(
+                "SELECT MIN(due_at) FROM alert_outbox WHERE done_at IS NULL"
+            )
+        return await self._value(
+            "SELECT MIN(due_at) FROM alert_outbox WHERE done_at IS NULL"
+            + lease.free("alert_outbox"),
+            *lease.free_arguments(time.time()),
+        )
 
     async def settle_alert(self, seq: int, outcome: str, at: float) -> None:
         await self._write(
@@ -519,29 +594,46 @@ class Store:
     # --- the outbox ---
 
     async def due_messages(
-        self, now: float, *, busy: Iterable[str] = (), limit: int = 50
+        self,
+        now: float,
+        *,
+        busy: Iterable[str] = (),
+        limit: int = 50,
+        lease: Lease | None = None,
     ) -> list[OwedMessage]:
         """Messages due now, each the oldest one its job still owes (a job's go in order),
-        leaving out the jobs in `busy` (their earlier message is still on its way)."""
+        leaving out the jobs in `busy` (their earlier message is still on its way). With a
+        `lease`, only messages no other process holds, and they are taken for this one."""
         busy = tuple(busy)
-        found = await self._rows(
+        query = (
             "SELECT seq, job_id, kind, due_at, attempts, started_at FROM outbox AS o"
             " WHERE done_at IS NULL AND due_at <= ? AND seq = (SELECT MIN(seq) FROM outbox"
             f" WHERE job_id = o.job_id AND done_at IS NULL){_not_among('job_id', busy)}"
-            " ORDER BY due_at, seq LIMIT ?",
-            (now, *busy, limit),
         )
+        if lease is None:
+            found = await self._rows(query + " ORDER BY due_at, seq LIMIT ?", (now, *busy, limit))
+            return [_owed(row) for row in found]
+        async with self.database.transaction() as session:
+            found = await session.rows(
+                query + lease.free("o") + " ORDER BY due_at, seq LIMIT ? /*SKIP LOCKED*/",
+                (now, *busy, *lease.free_arguments(now), limit),
+            )
+            await _hold(session, "outbox", [row[0] for row in found], lease, now)
         return [_owed(row) for row in found]
 
-    async def next_due_at(self, *, busy: Iterable[str] = ()) -> float | None:
-        """When the next message that could be sent falls due (a job's oldest pending one)."""
+    async def next_due_at(
+        self, *, busy: Iterable[str] = (), lease: Lease | None = None
+    ) -> float | None:
+        """When the next message that could be sent falls due (a job's oldest pending one,
+        with a `lease` one that no other process holds)."""
         busy = tuple(busy)
+        held = lease.free("o") if lease is not None else ""
         value = await self._value(
             "SELECT MIN(due_at) FROM outbox AS o WHERE done_at IS NULL AND seq = (SELECT"
             " MIN(seq) FROM outbox WHERE job_id = o.job_id AND done_at IS NULL)"
-            f"{_not_among('job_id', busy)}",
-            *busy,
-        )
+            f"{_not_among('job_id', busy)}{held}",
+            *busy, *(lease.free_arguments(time.time()) if lease is not None else ()),
+        )  # fmt: skip
         return float(value) if value is not None else None
 
     async def pending_messages(self, job_id: str) -> list[OwedMessage]:
@@ -580,6 +672,71 @@ class Store:
             "SELECT kind, outcome FROM outbox WHERE job_id = ? ORDER BY seq", (job_id,)
         )
         return [(row[0], row[1]) for row in found]
+
+    # --- the fleet (bot.jobs.fleet) ---
+
+    async def register_process(self, process: ProcessRecord, *, forget_before: float) -> None:
+        async with self.database.transaction() as session:
+            await session.execute("DELETE FROM processes WHERE heartbeat_at < ?", [forget_before])
+            await session.execute(
+                "INSERT INTO processes (id, shard_count, shards, started_at, heartbeat_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+                " SET heartbeat_at = excluded.heartbeat_at",
+                [process.id, process.shard_count,
+                 json.dumps(list(process.shards)) if process.shards is not None else None,
+                 process.started_at, process.heartbeat_at],
+            )  # fmt: skip
+
+    async def processes(self, now: float) -> list[ProcessRecord]:
+        """Every process that has been heard from, with the jobs it holds now."""
+        rows = await self._rows(
+            "SELECT p.id, p.shard_count, p.shards, p.started_at, p.heartbeat_at,"
+            " (SELECT COUNT(*) FROM jobs WHERE runner = p.id AND lease_until >= ?)"
+            " FROM processes AS p ORDER BY p.started_at, p.id",
+            [now],
+        )
+        return [_process(row) for row in rows]
+
+    async def keep_leases(self, runner: str, job_ids: Sequence[str], *, now: float,
+                          until: float) -> None:  # fmt: skip
+        """Renew this process's hold on the jobs it runs and the messages it took, let go of
+        any other job it still held, and say it is alive: one transaction."""
+        ids = tuple(job_ids)
+        async with self.database.transaction() as session:
+            if ids:
+                await session.execute(
+                    f"UPDATE jobs SET lease_until = ? WHERE runner = ? AND id IN ({_marks(ids)})",
+                    [until, runner, *ids],
+                )
+            await session.execute(
+                f"UPDATE jobs SET runner = NULL, lease_until = NULL WHERE runner = ?"
+                f"{_not_among('id', ids)}",
+                [runner, *ids],
+            )
+            for table in ("outbox", "alert_outbox"):
+                await session.execute(
+                    f"UPDATE {table} SET lease_until = ? WHERE runner = ? AND done_at IS NULL",
+                    [until, runner],
+                )
+            await session.execute(
+                "UPDATE processes SET heartbeat_at = ? WHERE id = ?", [now, runner]
+            )
+
+    async def release_job(self, runner: str, job_id: str) -> None:
+        await self._write(
+            "UPDATE jobs SET runner = NULL, lease_until = NULL WHERE id = ? AND runner = ?",
+            job_id, runner,
+        )  # fmt: skip
+
+    async def leave_fleet(self, runner: str) -> None:
+        """A process stops: whatever it held is free for the others at once."""
+        async with self.database.transaction() as session:
+            for table in ("jobs", "outbox", "alert_outbox"):
+                await session.execute(
+                    f"UPDATE {table} SET runner = NULL, lease_until = NULL WHERE runner = ?",
+                    [runner],
+                )
+            await session.execute("DELETE FROM processes WHERE id = ?", [runner])
 
     # --- the request budget (a BudgetRecord) ---
 
@@ -934,6 +1091,63 @@ class Transaction:
             [at, outcome, seq],
         )
 
+    # --- claiming jobs for a process of a fleet (bot.jobs.fleet) ---
+
+    async def orphans(self, now: float, limit: int) -> list[Job]:
+        """Jobs at (or on their way to) Segmind that no live process holds."""
+        return await _select_jobs(
+            self._db,
+            f"WHERE state IN ({_marks(STARTED)}) AND (runner IS NULL OR lease_until < ?)"
+            " ORDER BY seq LIMIT ? /*SKIP LOCKED*/",
+            [*STARTED, now, limit],
+        )
+
+    async def unheld_waiting(self, now: float) -> list[Job]:
+        """Queued jobs that no live process has taken, oldest first."""
+        return await _select_jobs(
+            self._db,
+            "WHERE state = 'queued' AND (runner IS NULL OR lease_until < ?)"
+            " ORDER BY seq /*SKIP LOCKED*/",
+            [now],
+        )
+
+    async def running_per_guild(self, now: float) -> dict[int, int]:
+        """Per server, its jobs at Segmind and those a live process has taken to send."""
+        rows = await self._db.rows(
+            f"SELECT guild_id, COUNT(*) FROM jobs WHERE state IN ({_marks(STARTED)})"
+            " OR (state = 'queued' AND runner IS NOT NULL AND lease_until >= ?)"
+            " GROUP BY guild_id",
+            [*STARTED, now],
+        )
+        return {int(row[0]): int(row[1]) for row in rows}
+
+    async def turns(self, guild_ids: Iterable[int]) -> dict[int, dict[int, int]]:
+        """Per server, when each member last had a turn (the server's turn counter)."""
+        ids = tuple(guild_ids)
+        if not ids:
+            return {}
+        rows = await self._db.rows(
+            f"SELECT guild_id, member_id, served FROM member_turns"
+            f" WHERE guild_id IN ({_marks(ids)})",
+            list(ids),
+        )
+        turns: dict[int, dict[int, int]] = {}
+        for guild_id, member_id, served in rows:
+            turns.setdefault(int(guild_id), {})[int(member_id)] = int(served)
+        return turns
+
+    async def take(self, job: Job, runner: str, *, until: float, served: int | None) -> None:
+        """The job is this process's to run until `until`; a queued one uses its member's turn."""
+        await self._db.execute(
+            "UPDATE jobs SET runner = ?, lease_until = ? WHERE id = ?", [runner, until, job.id]
+        )
+        if served is not None:
+            await self._db.execute(
+                "INSERT INTO member_turns (guild_id, member_id, served) VALUES (?, ?, ?)"
+                " ON CONFLICT (guild_id, member_id) DO UPDATE SET served = excluded.served",
+                [job.guild_id, job.member_id, served],
+            )
+
 
 async def _room(db: Session, guild_id: int, member_id: int) -> tuple[int, int]:
     [row] = await db.rows(
@@ -968,6 +1182,16 @@ async def _held_until(db: Session) -> float:
     return float(value) if value else 0.0
 
 
+async def _hold(
+    db: Session, table: str, seqs: Sequence[int], lease: Lease, now: float
+) -> None:
+    if seqs:
+        await db.execute(
+            f"UPDATE {table} SET runner = ?, lease_until = ? WHERE seq IN ({_marks(seqs)})",
+            [lease.runner, now + lease.seconds, *seqs],
+        )
+
+
 def _marks(values: Iterable[object]) -> str:
     return ", ".join("?" for _ in values)
 
@@ -975,6 +1199,11 @@ def _marks(values: Iterable[object]) -> str:
 def _not_among(column: str, values: tuple[object, ...]) -> str:
     # PostgreSQL takes no empty list after IN.
     return f" AND {column} NOT IN ({_marks(values)})" if values else ""
+
+
+def _process(row: Any) -> ProcessRecord:
+    shards = tuple(json.loads(row[2])) if row[2] is not None else None
+    return ProcessRecord(row[0], row[1], shards, float(row[3]), float(row[4]), int(row[5]))
 
 
 def _owed(row: Any) -> OwedMessage:

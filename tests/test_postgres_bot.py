@@ -8,7 +8,7 @@ import pytest
 
 from adapter.app import VideoBot
 from bot.config import Settings
-from bot.database import DatabaseInUse
+from bot.jobs.fleet import ShardsTaken
 from bot.simulator import Simulator
 from tests.bot_world import bot_world, restarted
 
@@ -48,16 +48,17 @@ async def test_a_restart_on_postgresql_picks_the_running_job_up_by_its_request_i
     assert (totals.reserved, totals.captured, totals.held) == (1, 1, 0)
 
 
-async def test_a_second_bot_on_the_same_postgresql_database_refuses_to_start(
+async def test_a_second_bot_for_the_same_shards_refuses_to_start(
     simulator: Simulator, tmp_path: Path, postgres_url: str
 ) -> None:
-    """Until jobs are leased to processes, a second one would submit the same waiting jobs."""
-    async with bot_world(simulator, tmp_path / "one.db", database_url=postgres_url):
+    """Two processes on one Discord shard would both answer its commands."""
+    async with bot_world(
+        simulator, tmp_path / "one.db", database_url=postgres_url, job_lease_seconds=2
+    ):
         second = Settings(
             _env_file=None, discord_token="fake-token", segmind_api_key="k",  # type: ignore[call-arg]
-            database_url=postgres_url, database_path=tmp_path / "two.db",
+            database_url=postgres_url, database_path=tmp_path / "two.db", job_lease_seconds=2,
         )
-        bot = VideoBot(second)
-        with pytest.raises(DatabaseInUse):
-            await bot.setup_hook()
-        await bot.close()
+        async with VideoBot(second) as bot:
+            with pytest.raises(ShardsTaken, match="every shard"):
+                await bot.setup_hook()

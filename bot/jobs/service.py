@@ -6,12 +6,16 @@ own beyond the queue's order of turns.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from bot.failures import ModelRetired, RestartedMidSubmit, describe_failure
+from bot.jobs.fleet import Fleet
 from bot.jobs.job import Job, JobState
 from bot.jobs.life import (
     AdmissionRefused,
@@ -56,32 +60,95 @@ class Admitted:
 
 
 class JobService:
+    """The jobs of one process; with a `fleet`, of one process among several on one store,
+    which takes its jobs from the store (`bot.jobs.fleet`) instead of keeping a line itself."""
+
     def __init__(
         self,
         life: Lifecycle,
         quotas: Quotas,
         limits: QueueLimits,
         runner: Runner,
+        fleet: Fleet | None = None,
+        *,
+        fleet_poll: float = 1.0,
     ) -> None:
         self.runner = runner
         self.life = life
         self.store: Store = life.store
         self.quotas = quotas
         self.limits = limits
-        self.queue: JobQueue[Job] = JobQueue(runner.run, limits)
+        self.fleet = fleet
+        self.queue: JobQueue[Job] = JobQueue(
+            runner.run if fleet is None else self._run_held, limits
+        )
+        # Jobs admitted or ended by other processes show only in the store: looked at this often.
+        self._fleet_poll = fleet_poll
+        self._fleet_wake = asyncio.Event()
+        self._fleet_task: asyncio.Task[None] | None = None
+        self._claiming = asyncio.Lock()
+        self._stopping = False
 
     def start(self) -> None:
         self.queue.start()
+        if self.fleet is not None and self._fleet_task is None:
+            self._fleet_task = asyncio.create_task(self._take_fleet_work(), name="fleet-claims")
 
     async def close(self, grace: float = 0.0) -> None:
         """Stop: no new submit starts; one on the wire gets up to `grace` seconds to be answered
-        and recorded; then everything else (polls, waits) simply stops, as recorded."""
+        and recorded; then everything else (polls, waits) simply stops, as recorded. A
+        process of a fleet then lets go of its jobs, for the others to take over at once."""
+        self._stopping = True
         self.queue.stop_starting()
         self.runner.stop_submitting()
         if not await self.runner.wire_clear(grace):
             log.warning("a submit was still on the wire after %.0f s; it is left to"
                         " the next start as outcome unknown", grace)  # fmt: skip
+        if self._fleet_task is not None:
+            self._fleet_task.cancel()
+            await asyncio.gather(self._fleet_task, return_exceptions=True)
         await self.queue.close()
+        if self.fleet is not None:
+            try:
+                await self.fleet.leave()
+            except Exception:  # the database is gone: the leases lapse by themselves
+                log.exception("could not let go of this process's jobs; they move on when"
+                              " their leases lapse")  # fmt: skip
+
+    # --- a process of a fleet ---
+
+    async def _take_fleet_work(self) -> None:
+        assert self.fleet is not None
+        kept_at = float("-inf")
+        while True:
+            self._fleet_wake.clear()
+            try:
+                if self.fleet.clock() - kept_at >= self.fleet.lease_seconds / 3:
+                    await self.fleet.keep(self.queue.running_ids())
+                    kept_at = self.fleet.clock()
+                await self._claim()
+            except Exception:  # the database hiccuped: the jobs are still there
+                log.exception("could not take the fleet's work; trying again shortly")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._fleet_wake.wait(), timeout=self._fleet_poll)
+
+    async def _claim(self) -> None:
+        assert self.fleet is not None
+        async with self._claiming:
+            if self._stopping:
+                return
+            room = self.limits.global_concurrency - len(self.queue.running_ids())
+            claimed = await self.fleet.claim(max(room, 0))
+            for job in [*claimed.orphans, *claimed.fresh]:
+                if not await self._resume(job):
+                    await self.fleet.release(job.id)  # it ended; nothing more to hold
+
+    async def _run_held(self, job: Job) -> None:
+        assert self.fleet is not None
+        await self.runner.run(job)
+        # Ended, or at the video's delivery (the outbox's business): free for the others.
+        await self.fleet.release(job.id)
+        self._fleet_wake.set()
 
     # --- admission ---
 
@@ -130,8 +197,11 @@ class JobService:
             if refused.reason in (Refusal.MEMBER_CREDITS, Refusal.GUILD_CREDITS):
                 raise await self.quotas.refusal(job, refused.reason) from None
             raise _queue_full(refused.reason, refused.count, self.limits) from None
-        place = self.queue.add(applied.job)
-        return Admitted(applied.job, place)
+        if self.fleet is None:
+            return Admitted(applied.job, self.queue.add(applied.job))
+        await self._claim()  # its turn may have come already, here or in another process
+        where = self.fleet.place(applied.job)
+        return Admitted(applied.job, where[0] if where else 1)
 
     # --- what members do ---
 
@@ -155,7 +225,9 @@ class JobService:
         return await self.store.finished_videos(guild_id, member_id, limit)
 
     def place(self, job: Job) -> tuple[int, int] | None:
-        """(place in line, jobs waiting) while the job waits in this process's queue."""
+        """(place in line, jobs waiting) while the job waits in its server's line."""
+        if self.fleet is not None:
+            return self.fleet.place(job)
         position = self.queue.position(job)
         if position is None:
             return None
@@ -176,15 +248,22 @@ class JobService:
         log.info("left guild %s: %d unfinished job(s) let go", guild_id, ended)
         return ended
 
-    async def servers_left_meanwhile(self, present: set[int]) -> None:
+    async def servers_left_meanwhile(
+        self, present: set[int], carried: Callable[[int], bool] = lambda guild_id: True
+    ) -> None:
         """Discord does not replay a removal the bot missed while it was down: a server with
-        unfinished jobs that is not among the bot's servers now was left meanwhile."""
-        gone = {job.guild_id for job in await self.store.unfinished_jobs()} - present
+        unfinished jobs that is not among the bot's servers now was left meanwhile. (Only a
+        server this process's shards carry can be judged here.)"""
+        unfinished = {job.guild_id for job in await self.store.unfinished_jobs()}
+        gone = {guild_id for guild_id in unfinished if carried(guild_id)} - present
         for guild_id in gone:
             await self.server_left(guild_id)
 
     async def recover(self) -> list[Job]:
-        """Pick up every unfinished job of the last run, in the order they were made."""
+        """Pick up every unfinished job of the last run, in the order they were made. (A
+        process of a fleet takes the jobs of processes gone quiet as it claims work.)"""
+        if self.fleet is not None:
+            return []
         recovered = []
         for job in await self.store.unfinished_jobs():
             recovered.append(job)
@@ -196,18 +275,26 @@ class JobService:
             log.info("recovered %d unfinished job(s)", len(recovered))
         return recovered
 
-    async def _resume(self, job: Job) -> None:
+    async def _resume(self, job: Job) -> bool:
+        """Run the job on from its recorded state; False if it had to end instead (or is
+        past Segmind: a COMPLETED job's video is in the outbox, which the sender drains)."""
         event = recovery_event(job)
         if event is not None:
             error = ModelRetired() if event is Event.MODEL_RETIRED else RestartedMidSubmit()
             await self.life.apply(
                 job.id, event, error=describe_failure(error), failure=_failure_name(event, error)
             )
-        elif job.state is JobState.QUEUED:
-            self.queue.add(job)
-        elif job.state in (JobState.SUBMITTED, JobState.CANCELLED_RUNNING):
+            return False
+        if job.state is JobState.QUEUED:
+            if self.fleet is None:
+                self.queue.add(job)
+            else:
+                self.queue.adopt(job)  # its turn came in the fleet's line
+            return True
+        if job.state in (JobState.SUBMITTED, JobState.CANCELLED_RUNNING):
             self.queue.adopt(job)  # already running at the provider
-        # A COMPLETED job's video is in the outbox, which the sender drains.
+            return True
+        return False
 
 
 def recovery_event(job: Job) -> Event | None:

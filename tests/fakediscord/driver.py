@@ -151,7 +151,8 @@ class FakeDiscord(Gateway, RestRoutes):
         )
         self.guilds.append(guild)
         for session in self._live_sessions():
-            self._spawn(session.dispatch("GUILD_CREATE", self._guild_create(guild, session)))
+            if session.carries(guild.id):
+                self._spawn(session.dispatch("GUILD_CREATE", self._guild_create(guild, session)))
         return guild
 
     def add_attachment(

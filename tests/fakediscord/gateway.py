@@ -22,14 +22,27 @@ GUILD_MESSAGES_INTENT = discord.Intents(guild_messages=True).value
 DM_MESSAGES_INTENT = discord.Intents(dm_messages=True).value
 
 
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """Discord's rule for which shard carries a guild."""
+    return (guild_id >> 22) % shard_count
+
+
 class _GatewaySession:
     """One IDENTIFY: its id, intents and sequence, and the websocket it is on (if any)."""
 
-    def __init__(self, session_id: str, intents: int) -> None:
+    def __init__(self, session_id: str, intents: int, shard: tuple[int, int] | None) -> None:
         self.session_id = session_id
         self.intents = intents
+        self.shard = shard  # (shard id, shard count) from IDENTIFY; None: unsharded
         self.seq = 0
         self.ws: web.WebSocketResponse | None = None
+
+    def carries(self, guild_id: int | None) -> bool:
+        """Whether this session's shard gets the guild's events (a DM's go to shard 0)."""
+        if self.shard is None:
+            return True
+        shard_id, count = self.shard
+        return shard_of(guild_id, count) == shard_id if guild_id is not None else shard_id == 0
 
     @property
     def live(self) -> bool:
@@ -54,6 +67,8 @@ class Gateway(World):
         self._sockets: set[web.WebSocketResponse] = set()
         self.gateway_queries: list[dict[str, str]] = []
         self.identify_count = 0
+        self.identified_shards: list[tuple[int, int] | None] = []
+        self.recommended_shards = 1  # GET /gateway/bot's "shards"
         self.resume_count = 0
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -68,6 +83,14 @@ class Gateway(World):
     def _live_sessions(self) -> list[_GatewaySession]:
         return [s for s in self._sessions.values() if s.live]
 
+    def _sessions_for(self, event: str, data: Json) -> list[_GatewaySession]:
+        """The live sessions whose shard carries the event, as Discord routes it."""
+        guild_id = data.get("guild_id") if isinstance(data, dict) else None
+        if guild_id is None and event.startswith("GUILD_") and isinstance(data, dict):
+            guild_id = data.get("id")
+        target = int(guild_id) if guild_id is not None else None
+        return [s for s in self._live_sessions() if s.carries(target)]
+
     @property
     def connected(self) -> bool:
         return bool(self._live_sessions())
@@ -78,12 +101,13 @@ class Gateway(World):
         task.add_done_callback(self._tasks.discard)
 
     def _broadcast_soon(self, event: str, data: Json) -> None:
-        for session in self._live_sessions():
+        for session in self._sessions_for(event, data):
             self._spawn(session.dispatch(event, data))
 
     async def dispatch(self, event: str, data: Json) -> int:
-        """Send a raw gateway event to every connected bot; returns how many got it."""
-        sessions = self._live_sessions()
+        """Send a raw gateway event to every connected bot whose shard carries it; returns how
+        many got it."""
+        sessions = self._sessions_for(event, data)
         for session in sessions:
             await session.dispatch(event, data)
         return len(sessions)
@@ -91,7 +115,7 @@ class Gateway(World):
     async def _dispatch_with_intent(self, event: str, data: Json, intent: int) -> int:
         """Send an event only to connected bots that asked for ``intent``, as Discord does;
         returns how many got it."""
-        sessions = [s for s in self._live_sessions() if s.intents & intent]
+        sessions = [s for s in self._sessions_for(event, data) if s.intents & intent]
         for session in sessions:
             await session.dispatch(event, data)
         return len(sessions)
@@ -142,12 +166,17 @@ class Gateway(World):
                 await ws.close(code=4004, message=b"Authentication failed.")
                 return session
             self.identify_count += 1
-            session = _GatewaySession(secrets.token_hex(16), int(data.get("intents") or 0))
+            shard = tuple(data["shard"]) if data.get("shard") else None
+            self.identified_shards.append(shard)  # type: ignore[arg-type]
+            session = _GatewaySession(
+                secrets.token_hex(16), int(data.get("intents") or 0), shard  # type: ignore[arg-type]
+            )
             session.ws = ws
             self._sessions[session.session_id] = session
             await session.dispatch("READY", self._ready_payload(session))
             for guild in self.guilds:
-                await session.dispatch("GUILD_CREATE", self._guild_create(guild, session))
+                if session.carries(guild.id):
+                    await session.dispatch("GUILD_CREATE", self._guild_create(guild, session))
         elif op == 6:
             known = self._sessions.get(data.get("session_id"))
             if known is None or data.get("token") != self.token:
@@ -168,9 +197,12 @@ class Gateway(World):
         return {
             "v": 10,
             "user": user,
-            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.guilds],
+            "guilds": [
+                {"id": str(g.id), "unavailable": True} for g in self.guilds if session.carries(g.id)
+            ],
             "session_id": session.session_id,
             "session_type": "normal",
+            **({"shard": list(session.shard)} if session.shard else {}),
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.application_id), "flags": self.application_flags},
             "private_channels": [],

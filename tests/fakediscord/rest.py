@@ -560,7 +560,10 @@ class RestRoutes(World):
 
     async def _get_gateway_bot(self, request: web.Request, body: _Body) -> web.Response:
         limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
-        return _json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        return _json_response(
+            {"url": self.gateway_url, "shards": self.recommended_shards,
+             "session_start_limit": limit}
+        )  # fmt: skip
 
     # ---------------------------------------------------------------- REST: commands
 
