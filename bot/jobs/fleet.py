@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
+import math
 import os
 import secrets
 import socket
@@ -83,9 +85,12 @@ class Fleet:
         A process that died still looks alive until its heartbeat is a lease old, so a clash
         is waited out that long (a restart after a crash) before it counts as a live one.
         """
-        deadline = self.clock() + self.lease_seconds + 2 * poll
-        while clash := await self._clash():
-            if self.clock() >= deadline:
+        waits = math.ceil(self.lease_seconds / poll) + 2
+        for waited in itertools.count():
+            clash = await self._clash()
+            if clash is None:
+                break
+            if waited >= waits:
                 raise ShardsTaken(
                     f"process {clash.id} already runs {_describe(clash)} on this database"
                     f" (this one would run {_describe(self._record())})"

@@ -95,6 +95,11 @@ class Gateway(World):
     def connected(self) -> bool:
         return bool(self._live_sessions())
 
+    @property
+    def live_shards(self) -> list[tuple[int, int] | None]:
+        """The shard of each connected session (None: unsharded)."""
+        return [session.shard for session in self._live_sessions()]
+
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)

@@ -1,0 +1,147 @@
+"""A fleet's claims on the store (bot.jobs.fleet): each job to one process, a server's
+concurrency and its members' turns over the whole fleet, a quiet process's work taken over once
+its leases lapse, never before; messages leased the same way. On both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bot.jobs.fleet import Fleet, ShardsTaken
+from bot.jobs.job import Job
+from bot.jobs.life import Event, Lifecycle, Limits
+from bot.queue import QueueLimits
+from bot.store import Store
+from tests.conftest import OpenStore
+from tests.test_store import a_job
+
+LEASE = 30.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def admitted(store: Store, **changes: object) -> Job:
+    return (await Lifecycle(store).admit(a_job(**changes), Limits())).job
+
+
+def fleet_of(store: Store, clock: Clock, guild_concurrency: int = 2, **options: object) -> Fleet:
+    limits = QueueLimits(guild_concurrency=guild_concurrency)
+    return Fleet(store, limits, lease_seconds=LEASE, clock=clock, **options)  # type: ignore[arg-type]
+
+
+async def test_processes_claiming_at_once_take_each_job_once_within_the_servers_limit(
+    open_store: OpenStore,
+) -> None:
+    stores = [await open_store() for _ in range(3)]
+    clock = Clock()
+    for guild_id in (1, 2):
+        for member_id in range(4):
+            await admitted(stores[0], guild_id=guild_id, member_id=member_id)
+    fleets = [fleet_of(store, clock, guild_concurrency=3) for store in stores]
+
+    claims = await asyncio.gather(*(fleet.claim(capacity=4) for fleet in fleets * 2))
+
+    taken = [job for claim in claims for job in claim.fresh]
+    assert len({job.id for job in taken}) == len(taken)  # nobody took a job twice
+    per_guild = {guild: sum(job.guild_id == guild for job in taken) for guild in (1, 2)}
+    assert per_guild == {1: 3, 2: 3}  # each server's limit, counted over the fleet
+
+
+async def test_members_take_turns_across_the_fleet_as_in_one_process(
+    open_store: OpenStore,
+) -> None:
+    one, two = await open_store(), await open_store()
+    clock = Clock()
+    alice = [await admitted(one, member_id=10, parameters={"prompt": f"a{n}"}) for n in range(3)]
+    bob = await admitted(one, member_id=20, parameters={"prompt": "b0"})
+    fleets = [fleet_of(one, clock, guild_concurrency=1), fleet_of(two, clock, guild_concurrency=1)]
+
+    order = []
+    for turn in range(4):
+        fleet = fleets[turn % 2]  # the turns alternate between processes
+        [job] = (await fleet.claim(capacity=1)).fresh
+        order.append(job.id)
+        await fleet.release(job.id)
+        await Lifecycle(one).apply(job.id, Event.CANCEL_REQUESTED)  # done: frees the slot
+
+    assert order == [alice[0].id, bob.id, alice[1].id, alice[2].id]
+
+
+async def test_a_quiet_processs_running_job_is_taken_over_once_its_lease_lapses(
+    open_store: OpenStore,
+) -> None:
+    one, two = await open_store(), await open_store()
+    clock = Clock()
+    first, second = fleet_of(one, clock), fleet_of(two, clock)
+    job = await admitted(one)
+    [taken] = (await first.claim(capacity=1)).fresh
+    life = Lifecycle(one)
+    await life.apply(taken.id, Event.SUBMIT_STARTING)
+    await life.apply(taken.id, Event.SUBMITTED, request_id="req-1")
+
+    clock.now += LEASE - 1
+    assert (await second.claim(capacity=5)).orphans == []  # still held
+    await first.keep([job.id])  # renewed: held a lease longer
+    clock.now += LEASE - 1
+    assert (await second.claim(capacity=5)).orphans == []
+
+    clock.now += 2  # the first process went quiet a whole lease ago
+    [orphan] = (await second.claim(capacity=5)).orphans
+    assert (orphan.id, orphan.request_id) == (job.id, "req-1")
+    assert (await first.claim(capacity=5)).orphans == []  # now the second one's
+    [record] = [p for p in await one.processes(clock.now) if p.id == second.id] or [None]
+    assert record is None or record.jobs_held == 1
+
+
+async def test_a_process_that_leaves_frees_its_jobs_at_once(open_store: OpenStore) -> None:
+    one, two = await open_store(), await open_store()
+    clock = Clock()
+    first, second = fleet_of(one, clock), fleet_of(two, clock)
+    job = await admitted(one)
+    [taken] = (await first.claim(capacity=1)).fresh
+    assert (await second.claim(capacity=1)).fresh == []
+
+    await first.leave()
+
+    assert taken.id == job.id
+    assert [j.id for j in (await second.claim(capacity=1)).fresh] == [job.id]
+
+
+async def test_a_message_taken_by_one_process_is_not_sent_by_another_until_its_lease_lapses(
+    open_store: OpenStore,
+) -> None:
+    one, two = await open_store(), await open_store()
+    clock = Clock()
+    first, second = fleet_of(one, clock), fleet_of(two, clock)
+    job = await admitted(one)  # owes its status message
+    now = time.time() + 10_000  # the message is long due
+
+    [row] = await one.due_messages(now, lease=first.lease)
+    assert row.job_id == job.id
+    assert await two.due_messages(now, lease=second.lease) == []
+    assert await one.due_messages(now, lease=first.lease) != []  # still its own
+
+    later = now + LEASE + 1
+    assert [r.seq for r in await two.due_messages(later, lease=second.lease)] == [row.seq]
+
+
+async def test_a_process_for_shards_a_live_one_runs_refuses_to_join(
+    open_store: OpenStore,
+) -> None:
+    one, two, three = await open_store(), await open_store(), await open_store()
+    clock = Clock()
+    await fleet_of(one, clock, shard_count=3, shards=[0, 1]).join()
+    await fleet_of(two, clock, shard_count=3, shards=[2]).join()  # its own shard: welcome
+
+    clash = fleet_of(three, clock, shard_count=3, shards=[1])
+    clash.lease = type(clash.lease)(clash.id, 0.05)  # a short wait for a crashed predecessor
+    with pytest.raises(ShardsTaken, match=r"shard\(s\) 0, 1 of 3"):
+        await clash.join(poll=0.01)

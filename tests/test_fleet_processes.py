@@ -1,0 +1,108 @@
+"""A fleet of real `python -m bot` processes on one PostgreSQL database, one Discord shard each,
+against the sharded fake Discord and the simulator; one of them is killed (SIGKILL) mid-run."""
+
+from __future__ import annotations
+
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import asyncpg
+
+from bot.simulator import Simulator
+from tests.bot_process import bot_process, slash_queued
+from tests.fakediscord import FakeDiscord, FakeGuild
+from tests.fakediscord.gateway import shard_of
+from tests.test_restart import result_messages
+
+SHARDS = 3
+LEASE = 4.0
+# Requests a minute for the whole fleet: less than the run needs in its first minute, more than
+# any one process makes, so only a budget held in common keeps the fleet under it.
+BUDGET = 100
+
+
+def a_guild_on_each_shard(fake: FakeDiscord) -> list[FakeGuild]:
+    """Guilds until every shard carries one (a guild's shard follows from its id)."""
+    on: dict[int, FakeGuild] = {}
+    while len(on) < SHARDS:
+        guild = fake.add_guild(f"Studio {len(fake.guilds)}")
+        on.setdefault(shard_of(guild.id, SHARDS), guild)
+    return [on[shard] for shard in range(SHARDS)]
+
+
+async def test_a_process_killed_mid_run_loses_nothing_and_its_jobs_move_within_the_lease(
+    simulator: Simulator, tmp_path: Path, postgres_url: str
+) -> None:
+    simulator.speed = 0.05  # grok: about 3.5 s a video
+    async with FakeDiscord() as fake, AsyncExitStack() as stack:
+        guilds = a_guild_on_each_shard(fake)
+        members = [(guild, guild.add_member(f"m{n}")) for guild in guilds for n in range(2)]
+        processes = []
+        for shard in range(SHARDS):
+            home = tmp_path / f"process-{shard}"
+            home.mkdir()
+            processes.append(await stack.enter_async_context(bot_process(
+                fake, simulator, home / "bot.db", home / "bot.log",
+                database_url=postgres_url, shard_count=SHARDS, shard_ids=shard,
+                job_lease_seconds=LEASE, segmind_requests_per_minute=BUDGET,
+                queue_guild_concurrency=2, segmind_poll_interval_max=0.5,
+            )))  # fmt: skip
+        await fake.wait_for(
+            lambda: sorted(s for s in fake.live_shards if s) == [(n, SHARDS) for n in range(SHARDS)],
+            timeout=60, message="every shard connected",
+        )  # fmt: skip
+        await fake.wait_for(lambda: fake.commands, timeout=30, message="commands synced")
+        db = await asyncpg.connect(postgres_url)
+        stack.push_async_callback(db.close)
+
+        prompts = [f"scene {n}" for n in range(len(members) * 2)]
+        for n, prompt in enumerate(prompts):
+            guild, member = members[n % len(members)]
+            await slash_queued(fake, guild, member, "grok-video", {"prompt": prompt})
+
+        victim = await db.fetchval("SELECT id FROM processes WHERE shards = '[1]'")
+
+        async def victim_runs_a_job() -> bool:
+            held = await db.fetchval(
+                "SELECT COUNT(*) FROM jobs WHERE runner = $1 AND state = 'submitted'", victim
+            )
+            return held > 0
+
+        await fake.wait_for(victim_runs_a_job, timeout=60, message="the victim running a job")
+        processes[1].kill()
+        killed_at = time.monotonic()
+        orphans = [row[0] for row in await db.fetch(
+            "SELECT id FROM jobs WHERE runner = $1 AND state = 'submitted'", victim
+        )]  # fmt: skip
+
+        async def taken_over() -> bool:
+            runners = await db.fetch(
+                "SELECT runner FROM jobs WHERE id = ANY($1::text[])", orphans
+            )
+            return all(r[0] not in (None, victim) for r in runners) or await all_ended()
+
+        async def all_ended() -> bool:
+            states = await db.fetch("SELECT state FROM jobs")
+            return len(states) == len(prompts) and all(r[0] == "delivered" for r in states)
+
+        await fake.wait_for(taken_over, timeout=60, message="the victim's jobs taken over")
+        takeover = time.monotonic() - killed_at
+
+        async def settled() -> bool:
+            owed = await db.fetchval("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL")
+            return await all_ended() and owed == 0
+
+        await fake.wait_for(settled, timeout=180, message="every job delivered")
+        jobs = await db.fetch("SELECT id, guild_id FROM jobs")
+        ledger = dict(await db.fetch(
+            "SELECT entry, SUM(credits) FROM ledger GROUP BY entry"
+        ))  # fmt: skip
+
+    by_id = {guild.id: guild for guild in guilds}
+    assert all(len(result_messages(fake, by_id[g], job_id)) == 1 for job_id, g in jobs)
+    assert len(simulator.jobs) == len(prompts)  # one submit per job, none again
+    assert ledger.get("reserve") == ledger.get("capture") == len(prompts)  # balanced, all spent
+    assert simulator.busiest_window(60.0) <= BUDGET
+    # The lease lapses at most LEASE after the kill; a live process claims every second.
+    assert takeover <= LEASE + 3, f"taken over after {takeover:.1f} s"
