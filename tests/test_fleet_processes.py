@@ -48,8 +48,9 @@ async def test_a_process_killed_mid_run_loses_nothing_and_its_jobs_move_within_t
                 job_lease_seconds=LEASE, segmind_requests_per_minute=BUDGET,
                 queue_guild_concurrency=2, segmind_poll_interval_max=0.5,
             )))  # fmt: skip
+        every_shard = [(n, SHARDS) for n in range(SHARDS)]
         await fake.wait_for(
-            lambda: sorted(s for s in fake.live_shards if s) == [(n, SHARDS) for n in range(SHARDS)],
+            lambda: sorted(s for s in fake.live_shards if s) == every_shard,
             timeout=60, message="every shard connected",
         )  # fmt: skip
         await fake.wait_for(lambda: fake.commands, timeout=30, message="commands synced")
