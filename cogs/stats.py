@@ -11,8 +11,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.formats import fit
+from bot.jobs.fleet import shards_text
+from bot.jobs.job import JobState
 from bot.models import CATALOGUE
 from bot.observability import rss_mb
+from bot.store import STARTED
 
 if TYPE_CHECKING:
     from adapter.app import VideoBot
@@ -35,7 +38,7 @@ class StatsCog(commands.Cog):
         guild_id = None if everywhere else interaction.guild_id
         stats = await self.bot.store.stats(time.time() - DAY, guild_id)
         lines = [f"**Bot stats, last 24 hours** ({'all servers' if everywhere else 'this server'})"]
-        lines.append("Queue: " + self._queue_depth(guild_id))
+        lines.append("Queue: " + await self._queue_depth(guild_id))
         lines.append("Jobs: " + _jobs_line(stats.by_model_and_state))
         if stats.failure_reasons:
             reasons = "; ".join(f"{n}× {_short(reason)}" for reason, n in stats.failure_reasons)
@@ -55,16 +58,21 @@ class StatsCog(commands.Cog):
         if everywhere:
             lag = self.bot.loop_lag.percentile(0.99) * 1000
             lines.append(f"Process: {rss_mb():.0f} MB resident, event-loop lag p99 {lag:.0f} ms")
+            if self.bot.fleet is not None:
+                lines.extend(await self._fleet_lines())
         await interaction.edit_original_response(
             content=fit("\n".join(lines)), allowed_mentions=discord.AllowedMentions.none()
         )
 
-    def _queue_depth(self, guild_id: int | None) -> str:
-        queue = self.bot.jobs.queue
-        guilds = [guild_id] if guild_id is not None else queue.guild_ids()
-        depths = sorted(
-            ((len(queue.waiting(g)), queue.running_count(g), g) for g in guilds), reverse=True
-        )
+    async def _queue_depth(self, guild_id: int | None) -> str:
+        # From the store, not this process's queue: in a fleet, other processes run jobs too.
+        per_guild: dict[int, list[int]] = collections.defaultdict(lambda: [0, 0])
+        for job in await self.bot.store.unfinished_jobs(guild_id):
+            if job.state is JobState.QUEUED:
+                per_guild[job.guild_id][0] += 1
+            elif job.state in STARTED:
+                per_guild[job.guild_id][1] += 1
+        depths = sorted(((w, r, g) for g, (w, r) in per_guild.items()), reverse=True)
         waiting = sum(d[0] for d in depths)
         running = sum(d[1] for d in depths)
         line = f"{waiting} waiting, {running} running"
@@ -73,6 +81,24 @@ class StatsCog(commands.Cog):
             busiest = ", ".join(f"{self._guild_name(g)} {w}+{r}" for w, r, g in depths[:5])
             line += f" in {len(depths)} server(s); busiest (waiting+running): {busiest}"
         return line
+
+    async def _fleet_lines(self) -> list[str]:
+        """One line per process of the fleet: its shards, the jobs it holds, when last heard."""
+        assert self.bot.fleet is not None
+        now = time.time()
+        lease = self.bot.fleet.lease_seconds
+        lines = ["Fleet:"]
+        for process in await self.bot.store.processes(now):
+            heard = now - process.heartbeat_at
+            health = f"heard {heard:.0f} s ago" if heard <= lease else (
+                f"silent for {heard:.0f} s: gone, its work moves to the others"
+            )  # fmt: skip
+            this = " (this one)" if process.id == self.bot.fleet.id else ""
+            lines.append(
+                f"• `{process.id}`{this}: {shards_text(process)}, {process.jobs_held} job(s)"
+                f" held, {health}"
+            )
+        return lines
 
     def _guild_name(self, guild_id: int) -> str:
         guild = self.bot.get_guild(guild_id)

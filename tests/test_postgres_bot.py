@@ -62,3 +62,16 @@ async def test_a_second_bot_for_the_same_shards_refuses_to_start(
         async with VideoBot(second) as bot:
             with pytest.raises(ShardsTaken, match="every shard"):
                 await bot.setup_hook()
+
+
+async def test_the_owners_botstats_shows_each_process_of_the_fleet(
+    simulator: Simulator, tmp_path: Path, postgres_url: str
+) -> None:
+    async with bot_world(simulator, tmp_path / "bot.db", database_url=postgres_url) as world:
+        world.bot.owner_id = world.manager.id
+        stats = await world.reply_to(await world.slash(world.manager, "botstats"))
+        fleet = world.bot.fleet
+        assert fleet is not None
+
+    assert "Fleet:" in stats
+    assert f"`{fleet.id}` (this one): every shard, 0 job(s) held, heard" in stats

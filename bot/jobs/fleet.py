@@ -92,14 +92,14 @@ class Fleet:
                 break
             if waited >= waits:
                 raise ShardsTaken(
-                    f"process {clash.id} already runs {_describe(clash)} on this database"
-                    f" (this one would run {_describe(self._record())})"
+                    f"process {clash.id} already runs {shards_text(clash)} on this database"
+                    f" (this one would run {shards_text(self._record())})"
                 )
             await asyncio.sleep(poll)
         await self.store.register_process(
             self._record(), forget_before=self.clock() - _FORGET_AFTER
         )
-        log.info("joined the fleet as %s with %s", self.id, _describe(self._record()))
+        log.info("joined the fleet as %s with %s", self.id, shards_text(self._record()))
 
     async def leave(self) -> None:
         """Let go of every job and message at once, for the rest of the fleet to take."""
@@ -197,7 +197,8 @@ def _overlap(one: ProcessRecord, other: ProcessRecord) -> bool:
     return bool(set(one.shards) & set(other.shards))
 
 
-def _describe(process: ProcessRecord) -> str:
+def shards_text(process: ProcessRecord) -> str:
+    """The shards a process runs, in words."""
     if process.shards is None:
         return "every shard" if process.shard_count is None else f"all {process.shard_count} shards"
     listed = ", ".join(str(shard) for shard in process.shards)
