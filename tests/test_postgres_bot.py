@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
 
 from adapter.app import VideoBot
 from bot.config import Settings
+from bot.healthcheck import problems
 from bot.jobs.fleet import ShardsTaken
+from bot.observability import Heartbeat
 from bot.simulator import Simulator
+from bot.store import Store
 from tests.bot_world import bot_world, restarted
+from tests.postgres import PostgresServer
 
 
 async def test_a_video_is_delivered_once_and_billed_once_on_postgresql(
@@ -75,3 +81,24 @@ async def test_the_owners_botstats_shows_each_process_of_the_fleet(
 
     assert "Fleet:" in stats
     assert f"`{fleet.id}` (this one): every shard, 0 job(s) held, heard" in stats
+
+
+async def test_the_health_check_fails_when_postgresql_cannot_be_reached(
+    tmp_path: Path, postgres: PostgresServer | None
+) -> None:
+    if postgres is None:
+        pytest.skip("no PostgreSQL on this machine (.ci/run installs it)")
+    own = PostgresServer(postgres.bin)  # a server of this test's own, to stop under the bot
+    own.start()
+    try:
+        store = await Store.open(tmp_path / "bot.db", url=own.new_database())
+        beat = Heartbeat(tmp_path / "health.json", {"database_writable": store.check_writable})
+        await beat.write()
+        healthy = json.loads((tmp_path / "health.json").read_text())
+        own.stop()
+        await beat.write()
+        unhealthy = json.loads((tmp_path / "health.json").read_text())
+    finally:
+        own.stop()
+    assert not [p for p in problems(healthy, time.time(), 90) if "database" in p]
+    assert [p for p in problems(unhealthy, time.time(), 90) if "database is not writable" in p]

@@ -124,7 +124,10 @@ class JobService:
             self._fleet_wake.clear()
             try:
                 if self.fleet.clock() - kept_at >= self.fleet.lease_seconds / 3:
-                    await self.fleet.keep(self.queue.running_ids())
+                    # Under the claim's lock: a job taken but not yet running would look like
+                    # one this process no longer holds, and be let go.
+                    async with self._claiming:
+                        await self.fleet.keep(self.queue.running_ids())
                     kept_at = self.fleet.clock()
                 await self._claim()
             except Exception:  # the database hiccuped: the jobs are still there
@@ -135,8 +138,8 @@ class JobService:
     async def _claim(self) -> None:
         assert self.fleet is not None
         async with self._claiming:
-            if self._stopping:
-                return
+            if self._stopping or self._fleet_task is None:
+                return  # stopping, or not started yet (Discord has not said where the bot is)
             room = self.limits.global_concurrency - len(self.queue.running_ids())
             claimed = await self.fleet.claim(max(room, 0))
             for job in [*claimed.orphans, *claimed.fresh]:
