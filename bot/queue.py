@@ -134,13 +134,6 @@ class JobQueue(Generic[T]):
         guild = self._guilds.get(guild_id)
         return list(guild.in_turn_order()) if guild else []
 
-    def guild_ids(self) -> list[int]:
-        return list(self._guilds)
-
-    def running_count(self, guild_id: int) -> int:
-        guild = self._guilds.get(guild_id)
-        return len(guild.running) if guild else 0
-
     def running_ids(self) -> list[str]:
         """The jobs this queue runs now."""
         return [job_id for guild in self._guilds.values() for job_id in guild.running]

@@ -1111,6 +1111,11 @@ class Transaction:
             [now],
         )
 
+    async def live_processes(self, since: float) -> int:
+        return int(await self._db.value(
+            "SELECT COUNT(*) FROM processes WHERE heartbeat_at >= ?", [since]
+        ) or 0)  # fmt: skip
+
     async def running_per_guild(self, now: float) -> dict[int, int]:
         """Per server, its jobs at Segmind and those a live process has taken to send."""
         rows = await self._db.rows(

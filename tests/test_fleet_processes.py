@@ -19,7 +19,7 @@ SHARDS = 3
 LEASE = 4.0
 # Requests a minute for the whole fleet: less than the run needs in its first minute, more than
 # any one process makes, so only a budget held in common keeps the fleet under it.
-BUDGET = 100
+BUDGET = 60
 
 
 def a_guild_on_each_shard(fake: FakeDiscord) -> list[FakeGuild]:
@@ -34,7 +34,7 @@ def a_guild_on_each_shard(fake: FakeDiscord) -> list[FakeGuild]:
 async def test_a_process_killed_mid_run_loses_nothing_and_its_jobs_move_within_the_lease(
     simulator: Simulator, tmp_path: Path, postgres_url: str
 ) -> None:
-    simulator.speed = 0.05  # grok: about 3.5 s a video
+    simulator.speed = 0.08  # grok: about 5.6 s a video
     async with FakeDiscord() as fake, AsyncExitStack() as stack:
         guilds = a_guild_on_each_shard(fake)
         members = [(guild, guild.add_member(f"m{n}")) for guild in guilds for n in range(2)]
@@ -46,7 +46,7 @@ async def test_a_process_killed_mid_run_loses_nothing_and_its_jobs_move_within_t
                 fake, simulator, home / "bot.db", home / "bot.log",
                 database_url=postgres_url, shard_count=SHARDS, shard_ids=shard,
                 job_lease_seconds=LEASE, segmind_requests_per_minute=BUDGET,
-                queue_guild_concurrency=2, segmind_poll_interval_max=0.5,
+                queue_guild_concurrency=2, segmind_poll_interval_max=1.0,
             )))  # fmt: skip
         every_shard = [(n, SHARDS) for n in range(SHARDS)]
         await fake.wait_for(
@@ -58,8 +58,10 @@ async def test_a_process_killed_mid_run_loses_nothing_and_its_jobs_move_within_t
         stack.push_async_callback(db.close)
 
         prompts = [f"scene {n}" for n in range(len(members) * 2)]
-        for n, prompt in enumerate(prompts):
-            guild, member = members[n % len(members)]
+        # The victim's server last: the process that admits a job takes it at once, so the
+        # victim is sure to be running jobs when the last command is in.
+        order = sorted(members * 2, key=lambda pair: pair[0] is guilds[1])
+        for prompt, (guild, member) in zip(prompts, order, strict=True):
             await slash_queued(fake, guild, member, "grok-video", {"prompt": prompt})
 
         victim = await db.fetchval("SELECT id FROM processes WHERE shards = '[1]'")
@@ -73,9 +75,15 @@ async def test_a_process_killed_mid_run_loses_nothing_and_its_jobs_move_within_t
         await fake.wait_for(victim_runs_a_job, timeout=60, message="the victim running a job")
         processes[1].kill()
         killed_at = time.monotonic()
-        orphans = [row[0] for row in await db.fetch(
-            "SELECT id FROM jobs WHERE runner = $1 AND state = 'submitted'", victim
-        )]  # fmt: skip
+        await processes[1].wait()
+        # As the kill left them: a job caught mid-submit cannot be known to be at Segmind or
+        # not, and must end as such, never be sent again; a submitted one must be delivered.
+        held = dict(await db.fetch(
+            "SELECT id, state FROM jobs WHERE runner = $1 AND state IN ('submitted', 'submitting')",
+            victim,
+        ))  # fmt: skip
+        orphans = [job_id for job_id, state in held.items() if state == "submitted"]
+        unknown = {job_id for job_id, state in held.items() if state == "submitting"}
 
         async def taken_over() -> bool:
             runners = await db.fetch(
@@ -85,7 +93,9 @@ async def test_a_process_killed_mid_run_loses_nothing_and_its_jobs_move_within_t
 
         async def all_ended() -> bool:
             states = await db.fetch("SELECT state FROM jobs")
-            return len(states) == len(prompts) and all(r[0] == "delivered" for r in states)
+            return len(states) == len(prompts) and all(
+                r[0] in ("delivered", "failed") for r in states
+            )
 
         await fake.wait_for(taken_over, timeout=60, message="the victim's jobs taken over")
         takeover = time.monotonic() - killed_at
@@ -95,15 +105,26 @@ async def test_a_process_killed_mid_run_loses_nothing_and_its_jobs_move_within_t
             return await all_ended() and owed == 0
 
         await fake.wait_for(settled, timeout=180, message="every job delivered")
-        jobs = await db.fetch("SELECT id, guild_id FROM jobs")
+        jobs = await db.fetch("SELECT id, guild_id, state, failure FROM jobs")
         ledger = dict(await db.fetch(
             "SELECT entry, SUM(credits) FROM ledger GROUP BY entry"
         ))  # fmt: skip
 
     by_id = {guild.id: guild for guild in guilds}
-    assert all(len(result_messages(fake, by_id[g], job_id)) == 1 for job_id, g in jobs)
-    assert len(simulator.jobs) == len(prompts)  # one submit per job, none again
-    assert ledger.get("reserve") == ledger.get("capture") == len(prompts)  # balanced, all spent
+    delivered = {job_id for job_id, _, state, _ in jobs if state == "delivered"}
+    assert {job_id for job_id, _, state, _ in jobs if state != "delivered"} == unknown
+    assert all(failure == "SubmitOutcomeUnknown" for job_id, *_, failure in jobs
+               if job_id in unknown)  # fmt: skip
+    assert all(
+        len(result_messages(fake, by_id[g], job_id)) == (job_id in delivered)
+        for job_id, g, _, _ in jobs
+    )  # each video once; none for a job whose submit's fate is unknown
+    submitted = [job.payload.get("prompt") for job in simulator.jobs.values()]
+    assert len(submitted) == len(set(submitted))  # one submit per job, none sent again
+    assert len(delivered) <= len(submitted) <= len(prompts)
+    # Balanced: every credit reserved was spent on a video or given back.
+    assert ledger.get("reserve") == len(prompts)
+    assert (ledger.get("capture"), ledger.get("release", 0)) == (len(delivered), len(unknown))
     assert simulator.busiest_window(60.0) <= BUDGET
     # The lease lapses at most LEASE after the kill; a live process claims every second.
     assert takeover <= LEASE + 3, f"taken over after {takeover:.1f} s"

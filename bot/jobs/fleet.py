@@ -149,6 +149,10 @@ class Fleet:
         waiting = await tx.unheld_waiting(now)
         lines = _lines(waiting, await tx.turns({job.guild_id for job in waiting}))
         running = await tx.running_per_guild(now)
+        # A share of what waits, so the fleet's processes split the work (and a crash hits
+        # fewer jobs); the others claim theirs within a poll.
+        live = await tx.live_processes(now - self.lease_seconds)
+        capacity = min(capacity, max(1, math.ceil(len(waiting) / max(live, 1))))
         taken: list[Job] = []
         progress = True
         while progress and len(taken) < capacity:
