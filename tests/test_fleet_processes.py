@@ -57,6 +57,14 @@ async def test_a_process_killed_mid_run_loses_nothing_and_its_jobs_move_within_t
         db = await asyncpg.connect(postgres_url)
         stack.push_async_callback(db.close)
 
+        async def every_process_claims() -> bool:
+            # A process claims work once Discord has said where it is (its first renewal).
+            running = await db.fetchval(
+                "SELECT COUNT(*) FROM processes WHERE heartbeat_at > started_at"
+            )
+            return running == SHARDS
+
+        await fake.wait_for(every_process_claims, timeout=60, message="every process claiming")
         prompts = [f"scene {n}" for n in range(len(members) * 2)]
         # The victim's server last: the process that admits a job takes it at once, so the
         # victim is sure to be running jobs when the last command is in.
@@ -67,8 +75,11 @@ async def test_a_process_killed_mid_run_loses_nothing_and_its_jobs_move_within_t
         victim = await db.fetchval("SELECT id FROM processes WHERE shards = '[1]'")
 
         async def victim_runs_a_job() -> bool:
+            # Taken and not ended: waiting for a budget slot, on the wire, or at Segmind.
             held = await db.fetchval(
-                "SELECT COUNT(*) FROM jobs WHERE runner = $1 AND state = 'submitted'", victim
+                "SELECT COUNT(*) FROM jobs WHERE runner = $1"
+                " AND state IN ('queued', 'submitting', 'submitted')",
+                victim,
             )
             return held > 0
 
