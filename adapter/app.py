@@ -172,6 +172,7 @@ class VideoBot(commands.AutoShardedBot):
             await self.load_extension(extension)
         await self.sync_commands_if_changed()
         await self.jobs.recover()
+        self.jobs.keep_leases()  # before the sender takes its first message under one
         # The queue starts once Discord has said which servers the bot is in (on_ready).
         self.sender.start()
         self.housekeeper.start()
@@ -308,6 +309,8 @@ class VideoBot(commands.AutoShardedBot):
             await self.jobs.close(grace=self.settings.shutdown_grace_seconds)
         if hasattr(self, "sender"):
             await self.sender.stop()
+        if hasattr(self, "jobs"):
+            await self.jobs.leave_fleet()  # last of what sends: nothing it held is under way
         if hasattr(self, "housekeeper"):
             await self.housekeeper.stop()
         if hasattr(self, "session"):

@@ -12,9 +12,12 @@ import pytest
 from bot.jobs.fleet import Fleet, ShardsTaken
 from bot.jobs.job import Job
 from bot.jobs.life import Event, Lifecycle, Limits
+from bot.jobs.service import JobService
 from bot.queue import QueueLimits
+from bot.quotas import Quotas
 from bot.store import Store
 from tests.conftest import OpenStore
+from tests.test_quotas import NeverRuns
 from tests.test_store import a_job
 
 LEASE = 30.0
@@ -43,6 +46,15 @@ async def two_processes(open_store: OpenStore) -> tuple[Store, Clock, Fleet, Fle
     clock = Clock()
     first = fleet_of(one, clock, shard_count=2, shards=[0])
     return one, clock, first, fleet_of(two, clock, shard_count=2, shards=[1])
+
+
+async def running_at_segmind(store: Store, fleet: Fleet) -> Job:
+    """A job the fleet's process took and submitted (request "req-1")."""
+    await admitted(store)
+    [taken] = (await fleet.claim(capacity=1)).fresh
+    life = Lifecycle(store)
+    await life.apply(taken.id, Event.SUBMIT_STARTING)
+    return (await life.apply(taken.id, Event.SUBMITTED, request_id="req-1")).job
 
 
 async def test_processes_claiming_at_once_take_each_job_once_within_the_servers_limit(
@@ -89,11 +101,7 @@ async def test_a_quiet_processs_running_job_is_taken_over_once_its_lease_lapses(
     one, clock, first, second = await two_processes(open_store)
     await first.join()
     await second.join()
-    job = await admitted(one)
-    [taken] = (await first.claim(capacity=1)).fresh
-    life = Lifecycle(one)
-    await life.apply(taken.id, Event.SUBMIT_STARTING)
-    await life.apply(taken.id, Event.SUBMITTED, request_id="req-1")
+    job = await running_at_segmind(one, first)
 
     clock.now += LEASE - 1
     assert (await second.claim(capacity=5)).orphans == []  # still held
@@ -107,6 +115,61 @@ async def test_a_quiet_processs_running_job_is_taken_over_once_its_lease_lapses(
     assert (await first.claim(capacity=5)).orphans == []  # now the second one's
     held = {p.id: p.jobs_held for p in await one.processes(clock.now)}
     assert held == {first.id: 0, second.id: 1}  # what the owner's /botstats shows
+
+
+async def test_a_process_with_no_room_left_still_takes_over_a_quiet_ones_running_jobs(
+    open_store: OpenStore,
+) -> None:
+    one, clock, first, second = await two_processes(open_store)
+    taken = await running_at_segmind(one, first)
+
+    clock.now += LEASE + 1  # the first process went quiet
+    claimed = await second.claim(capacity=0)  # its own slots all taken
+
+    assert [job.id for job in claimed.orphans] == [taken.id]  # polled on, within the lease
+    assert claimed.fresh == []
+
+
+async def test_a_stopping_process_keeps_its_messages_until_it_has_left(
+    open_store: OpenStore,
+) -> None:
+    one, _, first, second = await two_processes(open_store)
+    service = JobService(Lifecycle(one), Quotas(one), first.limits, NeverRuns(), first)
+    await admitted(one)  # owes its status message
+    now = time.time() + 10_000
+    [row] = await one.due_messages(now, lease=first.lease)  # its upload under way, say
+
+    await service.close()
+    # Still held: let go while its upload goes on, the message would be posted twice.
+    assert await second.store.due_messages(now, lease=second.lease) == []
+
+    await service.leave_fleet()  # once this process sends nothing more
+    assert [r.seq for r in await second.store.due_messages(now, lease=second.lease)] == [row.seq]
+
+
+async def test_a_process_renews_its_leases_before_it_claims_any_work(
+    open_store: OpenStore,
+) -> None:
+    one, clock, first, _ = await two_processes(open_store)
+    await first.join()
+    service = JobService(Lifecycle(one), Quotas(one), first.limits, NeverRuns(), first)
+    clock.now += LEASE / 2
+
+    service.keep_leases()  # at start-up, before Discord is ready (and the claims start)
+
+    async def heard_from() -> bool:
+        [record] = await one.processes(clock.now)
+        return record.heartbeat_at == clock.now
+
+    try:
+        for _ in range(500):
+            if await heard_from():
+                break
+            await asyncio.sleep(0.01)
+        assert await heard_from()
+    finally:
+        await service.close()
+        await service.leave_fleet()
 
 
 async def test_a_process_that_leaves_frees_its_jobs_at_once(open_store: OpenStore) -> None:

@@ -92,14 +92,16 @@ async def test_a_process_killed_mid_run_loses_nothing_and_its_jobs_move_within_t
             "SELECT id, state FROM jobs WHERE runner = $1 AND state IN ('submitted', 'submitting')",
             victim,
         ))  # fmt: skip
-        orphans = [job_id for job_id, state in held.items() if state == "submitted"]
+        assert held, "the victim ran nothing at Segmind when it was killed"
         unknown = {job_id for job_id, state in held.items() if state == "submitting"}
 
         async def taken_over() -> bool:
-            runners = await db.fetch(
-                "SELECT runner FROM jobs WHERE id = ANY($1::text[])", orphans
+            # Each of the victim's jobs held by a live process, or moved on already.
+            rows = await db.fetch(
+                "SELECT id, runner, state FROM jobs WHERE id = ANY($1::text[])", list(held)
             )
-            return all(r[0] not in (None, victim) for r in runners) or await all_ended()
+            return all(runner not in (None, victim) or held[job_id] != state
+                       for job_id, runner, state in rows)  # fmt: skip
 
         async def all_ended() -> bool:
             states = await db.fetch("SELECT state FROM jobs")

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # A process not heard from for a day is forgotten (it shows in /botstats until then).
 _FORGET_AFTER = 24 * 3600.0
+# At most this many jobs of quiet processes taken over by one claim (the rest at the next).
+_ORPHANS_PER_CLAIM = 100
 
 
 class ShardsTaken(Exception):
@@ -130,15 +132,17 @@ class Fleet:
         await self.store.release_job(self.id, job_id)
 
     async def claim(self, capacity: int) -> Claimed:
-        """Take up to `capacity` jobs: first those of quiet processes, then waiting ones whose
-        turn came (each server's concurrency counted over the fleet)."""
+        """Take the jobs of quiet processes, and up to `capacity` jobs in all: waiting ones
+        whose turn came (each server's concurrency counted over the fleet)."""
         now = self.clock()
         until = now + self.lease_seconds
         async with self.store.transaction() as tx:
-            orphans = await tx.orphans(now, capacity) if capacity > 0 else []
+            # Whatever room is left: they run at Segmind already, and must be polled (or, caught
+            # mid-submit, ended) within a lease of their process going quiet.
+            orphans = await tx.orphans(now, _ORPHANS_PER_CLAIM)
             for job in orphans:
                 await tx.take(job, self.id, until=until, served=None)
-            fresh = await self._take_turns(tx, now, until, capacity - len(orphans))
+            fresh = await self._take_turns(tx, now, until, max(capacity - len(orphans), 0))
         if orphans:
             log.info("took over %d job(s) of processes gone quiet", len(orphans))
         return Claimed(orphans, fresh)
@@ -146,6 +150,8 @@ class Fleet:
     async def _take_turns(
         self, tx: Transaction, now: float, until: float, capacity: int
     ) -> list[Job]:
+        if capacity <= 0:
+            return []
         waiting = await tx.unheld_waiting(now)
         lines = _lines(waiting, await tx.turns({job.guild_id for job in waiting}))
         running = await tx.running_per_guild(now)

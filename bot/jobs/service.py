@@ -44,6 +44,10 @@ class Runner(Protocol):
     async def wire_clear(self, timeout: float) -> bool: ...  # noqa: ASYNC109
 
 
+# How many times a lease is renewed within its length.
+_RENEWALS_PER_LEASE = 6
+
+
 class CancelOutcome(enum.Enum):
     LEFT_QUEUE = "left the queue"  # never sent: nothing spent
     PROVIDER_HAS_IT = "the provider has it"  # Segmind may run it: it decides what it costs
@@ -86,18 +90,26 @@ class JobService:
         self._fleet_poll = fleet_poll
         self._fleet_wake = asyncio.Event()
         self._fleet_task: asyncio.Task[None] | None = None
+        self._keeping: asyncio.Task[None] | None = None
         self._claiming = asyncio.Lock()
         self._stopping = False
 
     def start(self) -> None:
         self.queue.start()
         if self.fleet is not None and self._fleet_task is None:
+            self.keep_leases()
             self._fleet_task = asyncio.create_task(self._take_fleet_work(), name="fleet-claims")
+
+    def keep_leases(self) -> None:
+        """In a fleet, renew this process's leases from now on: the messages the sender takes
+        before Discord is ready (before `start`) are held under them too."""
+        if self.fleet is not None and self._keeping is None:
+            self._keeping = asyncio.create_task(self._renew_leases(), name="fleet-leases")
 
     async def close(self, grace: float = 0.0) -> None:
         """Stop: no new submit starts; one on the wire gets up to `grace` seconds to be answered
         and recorded; then everything else (polls, waits) simply stops, as recorded. A
-        process of a fleet then lets go of its jobs, for the others to take over at once."""
+        process of a fleet keeps its leases until `leave_fleet` (once nothing of it runs)."""
         self._stopping = True
         self.queue.stop_starting()
         self.runner.stop_submitting()
@@ -108,27 +120,41 @@ class JobService:
             self._fleet_task.cancel()
             await asyncio.gather(self._fleet_task, return_exceptions=True)
         await self.queue.close()
-        if self.fleet is not None:
-            try:
-                await self.fleet.leave()
-            except Exception:  # the database is gone: the leases lapse by themselves
-                log.exception("could not let go of this process's jobs; they move on when"
-                              " their leases lapse")  # fmt: skip
+
+    async def leave_fleet(self) -> None:
+        """Let go of every job and message at once, for the others to take over: only once
+        this process sends nothing more (a message let go while its upload is still under way
+        would be posted again by another process)."""
+        if self.fleet is None:
+            return
+        if self._keeping is not None:
+            self._keeping.cancel()
+            await asyncio.gather(self._keeping, return_exceptions=True)
+        try:
+            await self.fleet.leave()
+        except Exception:  # the database is gone: the leases lapse by themselves
+            log.exception("could not let go of this process's jobs; they move on when"
+                          " their leases lapse")  # fmt: skip
 
     # --- a process of a fleet ---
 
-    async def _take_fleet_work(self) -> None:
+    async def _renew_leases(self) -> None:
         assert self.fleet is not None
-        kept_at = float("-inf")
+        while True:
+            try:
+                # Under the claim's lock: a job taken but not yet running would look like one
+                # this process no longer holds, and be let go.
+                async with self._claiming:
+                    await self.fleet.keep(self.queue.running_ids())
+            except Exception:  # the database hiccuped: renewed at the next turn
+                log.exception("could not renew this process's leases; trying again shortly")
+            # Often, so that a stall of the loop or the database has most of a lease to pass.
+            await asyncio.sleep(self.fleet.lease_seconds / _RENEWALS_PER_LEASE)
+
+    async def _take_fleet_work(self) -> None:
         while True:
             self._fleet_wake.clear()
             try:
-                if self.fleet.clock() - kept_at >= self.fleet.lease_seconds / 3:
-                    # Under the claim's lock: a job taken but not yet running would look like
-                    # one this process no longer holds, and be let go.
-                    async with self._claiming:
-                        await self.fleet.keep(self.queue.running_ids())
-                    kept_at = self.fleet.clock()
                 await self._claim()
             except Exception:  # the database hiccuped: the jobs are still there
                 log.exception("could not take the fleet's work; trying again shortly")
@@ -143,8 +169,9 @@ class JobService:
             room = self.limits.global_concurrency - len(self.queue.running_ids())
             claimed = await self.fleet.claim(max(room, 0))
             for job in [*claimed.orphans, *claimed.fresh]:
-                if not await self._resume(job):
-                    await self.fleet.release(job.id)  # it ended; nothing more to hold
+                # A stop that came while the claim was under way: the job stays for others.
+                if self._stopping or not await self._resume(job):
+                    await self.fleet.release(job.id)
 
     async def _run_held(self, job: Job) -> None:
         assert self.fleet is not None
@@ -202,7 +229,11 @@ class JobService:
             raise _queue_full(refused.reason, refused.count, self.limits) from None
         if self.fleet is None:
             return Admitted(applied.job, self.queue.add(applied.job))
-        await self._claim()  # its turn may have come already, here or in another process
+        try:
+            await self._claim()  # its turn may have come already, here or in another process
+        except Exception:  # the job is admitted all the same: the claim loop takes it up
+            log.exception("could not claim work right after admitting job %s", applied.job.id)
+            self._fleet_wake.set()
         where = self.fleet.place(applied.job)
         return Admitted(applied.job, where[0] if where else 1)
 
