@@ -353,7 +353,11 @@ async def start_bot(
 
 
 def build_cast(fake: FakeDiscord, config: SoakConfig) -> list[tuple[FakeGuild, FakeMember]]:
-    guilds = [fake.add_guild(f"Guild {n}") for n in range(config.guilds)]
+    # A fleet's guilds spread over its shards, as real ones are: each process gets commands.
+    guilds = [
+        fake.add_guild(f"Guild {n}", on_shard=(n % config.processes, config.processes))
+        for n in range(config.guilds)
+    ]
     return [
         (guilds[n % config.guilds], guilds[n % config.guilds].add_member(f"member {n}"))
         for n in range(config.members)

@@ -137,9 +137,11 @@ class FakeDiscord(Gateway, RestRoutes):
         bot_permissions: int = DEFAULT_BOT_PERMISSIONS,
         everyone_permissions: int = DEFAULT_EVERYONE_PERMISSIONS,
         locale: str = "en-US",
+        on_shard: tuple[int, int] | None = None,
     ) -> FakeGuild:
         """A guild with a text channel ``guild.channel``, the bot as a member and (unless
-        ``owner_id`` is given) an owner member ``guild.owner``."""
+        ``owner_id`` is given) an owner member ``guild.owner``; ``on_shard`` (shard, shard
+        count): one that shard carries."""
         guild = FakeGuild(
             self,
             name,
@@ -148,6 +150,7 @@ class FakeDiscord(Gateway, RestRoutes):
             bot_permissions=bot_permissions,
             everyone_permissions=everyone_permissions,
             locale=locale,
+            on_shard=on_shard,
         )
         self.guilds.append(guild)
         for session in self._live_sessions():

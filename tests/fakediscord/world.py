@@ -91,15 +91,25 @@ class _Snowflakes:
         self._last = max(candidate, self._last + 1)
         return self._last
 
+    def next_on_shard(self, shard: int, shard_count: int) -> int:
+        """A fresh snowflake that Discord's rule puts on `shard`: as if made a few
+        milliseconds later (real guilds are made at all sorts of times, so spread over shards;
+        ids minted in one millisecond would all land on one)."""
+        stamp = self.next() >> 22
+        stamp += (shard - stamp) % shard_count
+        self._last = max(stamp << 22, self._last)
+        return self._last
+
 
 # One generator per process: discord.py caches users and messages by id, and tests may run
 # several fakes one after the other in the same process.
 _snowflakes = _Snowflakes()
 
 
-def snowflake() -> int:
-    """A fresh Discord snowflake for the current time."""
-    return _snowflakes.next()
+def snowflake(on_shard: tuple[int, int] | None = None) -> int:
+    """A fresh Discord snowflake for the current time; `on_shard` (shard, shard count): one
+    whose guild that shard carries."""
+    return _snowflakes.next() if on_shard is None else _snowflakes.next_on_shard(*on_shard)
 
 
 def _iso_now() -> str:
@@ -340,9 +350,10 @@ class FakeGuild:
         bot_permissions: int,
         everyone_permissions: int,
         locale: str,
+        on_shard: tuple[int, int] | None = None,
     ) -> None:
         self._fake = fake
-        self.id = snowflake()
+        self.id = snowflake(on_shard)
         self.name = name
         self.premium_tier = premium_tier
         self.locale = locale
