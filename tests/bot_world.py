@@ -132,8 +132,10 @@ class World:
             await db.execute(f"UPDATE jobs {change}")
             await db.commit()
 
-    async def delivered(self, count: int = 1) -> list[FakeMessage]:
-        await self.fake.wait_for(lambda: len(self.videos()) >= count, message="no video posted")
+    async def delivered(self, count: int = 1, timeout: float = 10.0) -> list[FakeMessage]:  # noqa: ASYNC109
+        await self.fake.wait_for(
+            lambda: len(self.videos()) >= count, timeout=timeout, message="no video posted"
+        )
         return self.videos()
 
 
