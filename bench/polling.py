@@ -40,6 +40,7 @@ from bot.polling import (
     SUBMIT_WORTH,
     PollSchedule,
     Watch,
+    submit_worth,
 )
 from bot.ratelimit import RequestBudget, busiest
 
@@ -230,10 +231,10 @@ async def todays(sim: Sim, spec: Spec, outcome: Outcome) -> None:
 
 async def ours(sim: Sim, spec: Spec, outcome: Outcome) -> None:
     """What SegmindClient.wait does, on the virtual clock, with the bot's own parts."""
-    submitted = await sim.request(outcome, lambda: SUBMIT_WORTH)
+    estimate = await Durations(sim.log).estimate(spec.model, spec.parameters)
+    submitted = await sim.request(outcome, submit_worth(estimate.typical_total(), sim.now))
     start, finish = submitted + spec.queued, submitted + spec.queued + spec.processing
     outcome.run_time = finish - submitted
-    estimate = await Durations(sim.log).estimate(spec.model, spec.parameters)
     watch = Watch(PollSchedule(estimate, max_interval=CEILING), submitted, clock=sim.now)
     while (due := watch.due()) is not None:
         await asyncio.sleep(max(due - sim.now(), 0.0))

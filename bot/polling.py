@@ -40,10 +40,17 @@ PRIOR_QUEUE = LogNormal(math.log(4.0), 1.5)
 RESULT_WORTH = 3.0
 SUBMIT_WORTH = 0.5
 URGENT_BOOST = 2.0
+# When the budget binds, the request whose job has lost most detection time, as a share of the
+# job's expected time, goes first: this much worth per unit of that share (a poll's lateness;
+# a submit's wait). Tuned with bench/polling.py.
+LATENESS_WORTH = 200.0
+SUBMIT_LATENESS_WORTH = 20.0
+_LATENESS_STEPS = 8
 # How likely the learned durations no longer hold, and how widely runs then scatter.
 DRIFT_SHARE = 0.1
 DRIFT_SIGMA = 0.6
 _BISECTIONS = 24
+_START_NODES = 8
 
 
 @dataclass
@@ -72,7 +79,7 @@ class PollSchedule:
     min_interval: float = 1.0
     # A poll's cost in seconds of detection delay, per second of the typical run, while the
     # finish is awaited and while the start is: tuned with bench/polling.py.
-    finish_cost: float = 0.0055
+    finish_cost: float = 0.0062
     start_cost: float = 0.05
     give_up_after: float = GIVE_UP_AFTER_SECONDS
 
@@ -92,36 +99,65 @@ class PollSchedule:
         if last >= self.give_up_after:
             return None
         typical = self.estimate.processing.median
-        finish = self._finish_model(seen)
-        gap = self._gap(lambda at: _chance(finish, last, at), self.finish_cost * typical, last)
         if seen.started_by is None:
-            # Catch the start, but never so late that a run begun right now would be over.
+            # The soonest finish: a run begun right after this look. Catch the start as well,
+            # but never so late that a run begun right now would be over.
+            finish: _Shifted | _Bracketed = _Shifted(self.estimate.processing, last)
             start = self._gap(
                 lambda at: _chance(self.queue, seen.queued_until, at),
                 self.start_cost * typical,
                 last,
             )
-            gap = min(gap, start)
-        return min(last + gap, self.give_up_after)
+        else:
+            finish, start = self._finish_model(seen), math.inf
+        gap = self._gap(lambda at: _chance(finish, last, at), self.finish_cost * typical, last)
+        return min(last + min(gap, start), self.give_up_after)
 
     def chance(self, seen: Sighting, at: float) -> float:
         """The chance that a poll at `at` finds the job finished, given the last look did not."""
-        if seen.started_by is not None:
-            return _chance(self._finish_model(seen), seen.last_look, at)
-        # Still queued at the last look: finished by now only if it started soon enough for a
-        # typical run to be over, and a run since the last look could be.
-        processing = self.estimate.processing
-        started = _chance(self.queue, seen.queued_until, at - processing.median)
-        return started * -math.expm1(processing.log_survival(at - seen.last_look))
+        return _chance(self._finish_model(seen), seen.last_look, at)
 
-    def _finish_model(self, seen: Sighting) -> _Shifted:
-        """The finish: a processing time counted from the start's bracket (its middle, widened
-        by its width), or from the last look while the job has not been seen running."""
+    def lateness(self, seen: Sighting, at: float) -> float:
+        """The expected detection time already lost by `at`, as a share of the job's expected
+        time: E[(at - finish)+ | not finished at the last look] / expected time."""
+        last = seen.last_look
+        if at <= last:
+            return 0.0
+        finish = self._finish_model(seen)
+        step = (at - last) / _LATENESS_STEPS
+        # The trapezoid rule over the chance of being finished (0 at the last look).
+        points = [_chance(finish, last, last + step * k) for k in range(1, _LATENESS_STEPS + 1)]
+        lost = step * (sum(points) - points[-1] / 2)
+        return lost / self.expected_time(seen)
+
+    def expected_time(self, seen: Sighting) -> float:
+        """The job's time from its submit to its finish, as far as known."""
+        processing = self.estimate.processing.median
+        queued = self.queue.median if seen.started_by is None else 0.0
+        return max(self.estimate.typical_total(), seen.queued_until + queued + processing)
+
+    def _finish_model(self, seen: Sighting) -> _Bracketed:
+        """The finish: a processing time counted from a start after the last QUEUED look (and
+        by the first PROCESSING one, once seen), where the queue time puts it: a warm start
+        early in the bracket, a cold one anywhere."""
         processing = self.estimate.processing
-        if seen.started_by is None:
-            return _Shifted(processing, seen.last_look)
-        width = seen.started_by - seen.queued_until
-        return _Shifted(processing.widened(width), seen.queued_until + width / 2)
+        starts = self._likely_starts(seen.queued_until, seen.started_by)
+        # Drift explains a run far past what was learned; not yet running, the job has none.
+        drift = DRIFT_SHARE if seen.started_by is not None else 0.0
+        return _Bracketed(tuple(_Shifted(processing, start, drift) for start in starts))
+
+    def _likely_starts(self, after: float, by: float | None) -> list[float]:
+        """Even quantiles of the queue time between the bounds; spread evenly (or, with no
+        upper bound, right after `after`) where the learned queue time has no mass left."""
+        queue = self.queue
+        below = queue.cdf(after)
+        above = 1.0 if by is None else queue.cdf(by)
+        fractions = [(k + 0.5) / _START_NODES for k in range(_START_NODES)]
+        if above - below < 1e-9:
+            return [after] if by is None else [after + (by - after) * f for f in fractions]
+        latest = math.inf if by is None else by
+        starts = (queue.quantile(below + (above - below) * f) for f in fractions)
+        return [min(max(start, after), latest) for start in starts]
 
     def _gap(self, chance: Callable[[float], float], cost: float, last: float) -> float:
         """The longest gap whose chance of news still justifies the poll, within the bounds."""
@@ -147,10 +183,7 @@ class _Shifted:
 
     duration: LogNormal
     origin: float
-
-    @property
-    def median(self) -> float:
-        return self.duration.median
+    drift_share: float = DRIFT_SHARE
 
     def log_survival(self, at: float) -> float:
         """Mostly the learned distribution, with a share of a wide one: a run far past what was
@@ -158,8 +191,22 @@ class _Shifted:
         off there instead of hammering a job that is simply slower now."""
         seconds = at - self.origin
         learned = self.duration.log_survival(seconds)
+        if not self.drift_share:
+            return learned
         drifted = LogNormal(self.duration.mu, DRIFT_SIGMA).log_survival(seconds)
-        return _log_mix(learned, drifted, DRIFT_SHARE)
+        return _log_mix(learned, drifted, self.drift_share)
+
+
+@dataclass(frozen=True)
+class _Bracketed:
+    """A finish whose start is known only within bounds: one of equally likely starts."""
+
+    starts: tuple[_Shifted, ...]
+
+    def log_survival(self, at: float) -> float:
+        logs = [start.log_survival(at) for start in self.starts]
+        top = max(logs)
+        return top + math.log(sum(math.exp(value - top) for value in logs) / len(logs))
 
 
 def _log_mix(first: float, second: float, share: float) -> float:
@@ -169,7 +216,7 @@ def _log_mix(first: float, second: float, share: float) -> float:
     return top + math.log(math.exp(a - top) + math.exp(b - top))
 
 
-def _chance(event: _Shifted | LogNormal, after: float, by: float) -> float:
+def _chance(event: _Shifted | _Bracketed | LogNormal, after: float, by: float) -> float:
     """P(the event comes by `by` | it had not come by `after`)."""
     if by <= after:
         return 0.0
@@ -210,6 +257,20 @@ class Watch:
         """What a poll now is worth to the scheduler of the request budget."""
         now = self.elapsed()
         worth = self.schedule.chance(self.seen, now)
+        worth += LATENESS_WORTH * self.schedule.lateness(self.seen, now)
         if now >= URGENT_AFTER_SECONDS:
             worth += URGENT_BOOST
         return worth
+
+
+def submit_worth(
+    expected_seconds: float, clock: Callable[[], float] = time.time
+) -> Callable[[], float]:
+    """What a submit waiting from now is worth: it grows as the wait delays the whole job,
+    counted, like a poll's lateness, as a share of the job's expected time."""
+    since = clock()
+
+    def worth() -> float:
+        return SUBMIT_WORTH + SUBMIT_LATENESS_WORTH * (clock() - since) / expected_seconds
+
+    return worth

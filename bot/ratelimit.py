@@ -21,7 +21,7 @@ AGING_WINDOWS = 10
 # When the budget binds, this share of a window is kept for requests worth at least the
 # neutral worth (results, submits, polls more likely than not to find a video); long shots
 # wait, their chance growing, and are looked at again this often.
-RESERVE_SHARE = 0.15
+RESERVE_SHARE = 0.3
 RESERVE_RECHECK_SECONDS = 1.0
 
 

@@ -26,7 +26,14 @@ from typing import Any, Literal
 import aiohttp
 from multidict import CIMultiDict
 
-from bot.polling import RESULT_WORTH, RETENTION_SECONDS, SUBMIT_WORTH, PollSchedule, Watch
+from bot.polling import (
+    RESULT_WORTH,
+    RETENTION_SECONDS,
+    SUBMIT_WORTH,
+    PollSchedule,
+    Watch,
+    submit_worth,
+)
 from bot.ratelimit import RequestBudget, Worth
 
 log = logging.getLogger(__name__)
@@ -244,8 +251,12 @@ class SegmindClient:
         *,
         before_send: Hook | None = None,
         after_refusal: RefusalHook | None = None,
+        expected_seconds: float | None = None,
     ) -> str:
         """Start a job and return its request id.
+
+        `expected_seconds`, the job's expected time at Segmind, lets the request budget weigh
+        the submit's wait against the other jobs' polls (as a share of that time).
 
         `before_send` is awaited once the request has its budget slot, immediately before the
         request is written (to record that a submit is under way, or to call it off by raising);
@@ -253,7 +264,8 @@ class SegmindClient:
         submit will be tried again, before the wait (to record that nothing is under way).
         """
         answer = await self._call(
-            "POST", f"/v2/{slug}", payload=payload, submit=True, worth=_submit_worth,
+            "POST", f"/v2/{slug}", payload=payload, submit=True,
+            worth=_submit_worth if expected_seconds is None else submit_worth(expected_seconds),
             before_send=before_send, after_refusal=after_refusal,
         )  # fmt: skip
         if _names_terminal_state(answer.body) and answer.body["status"] == "FAILED":

@@ -8,7 +8,14 @@ import pytest
 
 from bot.durations import DurationEstimate, LogNormal
 from bot.models import CATALOGUE
-from bot.polling import RETENTION_SECONDS, PollSchedule, Sighting, Watch
+from bot.polling import (
+    RETENTION_SECONDS,
+    SUBMIT_WORTH,
+    PollSchedule,
+    Sighting,
+    Watch,
+    submit_worth,
+)
 
 TYPICAL = sorted({model.typical_seconds for model in CATALOGUE.values()})
 
@@ -107,3 +114,44 @@ def test_the_watch_counts_from_a_start_seen_by_an_earlier_run_of_the_bot() -> No
     assert resumed.due() is not None and resumed.due() <= now[0]
     assert resumed.worth() > 0.9
     assert fresh.due() is not None and fresh.due() <= now[0]
+
+
+def test_a_late_first_look_puts_the_start_where_the_queue_time_does() -> None:
+    # The first poll came late (the budget was spent): at 40 s a 30 s run is still PROCESSING.
+    seen = Sighting()
+    seen.saw("PROCESSING", 40.0)
+    warm = learned(30.0, queued=2.0)  # runs start within seconds: this one is nearly done
+    cold = learned(30.0, queued=120.0)  # starts take minutes: it began late in the bracket
+
+    assert warm.chance(seen, 50.0) > 0.8
+    assert cold.chance(seen, 50.0) < 0.5 * warm.chance(seen, 50.0)
+    assert warm.next_poll(seen) < cold.next_poll(seen)  # so it is looked at again sooner
+
+
+def seen_running(until: float) -> Sighting:
+    seen = Sighting()
+    for state, at in (("QUEUED", 1.0), ("PROCESSING", 2.0), ("PROCESSING", until)):
+        seen.saw(state, at)
+    return seen
+
+
+def test_of_two_jobs_overdue_by_as_many_seconds_the_shorter_is_polled_first() -> None:
+    # Both finished, most likely, 20 s ago: for a 30 s run that is most of its time again,
+    # for a 300 s run a fifteenth. The budget serves the higher worth first.
+    short = Watch(learned(30.0), submitted_at=0.0, clock=lambda: 52.0)
+    short.seen = seen_running(25.0)
+    long = Watch(learned(300.0), submitted_at=0.0, clock=lambda: 322.0)
+    long.seen = seen_running(270.0)
+
+    assert short.schedule.lateness(short.seen, 52.0) > 3 * long.schedule.lateness(long.seen, 322.0)
+    assert short.worth() > long.worth()
+    assert short.schedule.lateness(short.seen, short.seen.last_look) == 0.0
+
+
+def test_a_waiting_submit_gains_worth_the_faster_the_shorter_its_job() -> None:
+    now = [0.0]
+    short, long = submit_worth(30.0, lambda: now[0]), submit_worth(300.0, lambda: now[0])
+    assert short() == long() == SUBMIT_WORTH
+
+    now[0] = 60.0
+    assert short() > long() > SUBMIT_WORTH

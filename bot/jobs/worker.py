@@ -119,10 +119,12 @@ class JobRunner:
             self._off_the_wire()
 
         assert job.model is not None
+        expected = (await self._schedule(job)).estimate.typical_total()
         try:
             request_id = await self.segmind.submit(
-                job.model.slug, payload, before_send=starting, after_refusal=deferred
-            )
+                job.model.slug, payload, before_send=starting, after_refusal=deferred,
+                expected_seconds=expected,
+            )  # fmt: skip
         except SubmitOutcomeUnknown as error:
             job = await self._report(job, Event.SUBMIT_OUTCOME_UNKNOWN, error)
         except SegmindError as error:
