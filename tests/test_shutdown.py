@@ -4,11 +4,13 @@ killed (SIGKILL) while a submit waits for the budget, sits out a 429 or is on th
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 from pathlib import Path
 
 import pytest
 
+from bot.ratelimit import RESERVE_SHARE
 from bot.simulator import Simulator
 from tests.bot_process import bot_process, slash_queued
 from tests.bot_world import job_states, states_become
@@ -142,8 +144,9 @@ async def test_a_restart_in_a_busy_minute_stays_within_the_budget(
             await started(fake)
             for n, member in enumerate(members):
                 await slash_queued(fake, guild, member, "grok-video", {"prompt": f"job {n}"})
-            # All but the slot the budget keeps for a video that turns up (the reserve).
-            await fake.wait_for(lambda: api_requests(simulator) >= limit - 1, timeout=30)
+            # All but the slots the budget keeps for a video that turns up (the reserve).
+            spendable = limit - math.floor(limit * RESERVE_SHARE)
+            await fake.wait_for(lambda: api_requests(simulator) >= spendable, timeout=30)
         # SIGKILL with the minute's budget spent; the next process must not spend it again.
 
         async with bot_process(fake, simulator, database, log, **settings):
