@@ -120,15 +120,21 @@ class PollSchedule:
     def lateness(self, seen: Sighting, at: float) -> float:
         """The expected detection time already lost by `at`, as a share of the job's expected
         time: E[(at - finish)+ | not finished at the last look] / expected time."""
+        return self.outlook(seen, at)[1]
+
+    def outlook(self, seen: Sighting, at: float) -> tuple[float, float]:
+        """`chance` and `lateness` at once, from one model of the finish (read at every grant
+        of a binding budget, for every poll waiting)."""
         last = seen.last_look
         if at <= last:
-            return 0.0
+            return 0.0, 0.0
         finish = self._finish_model(seen)
         step = (at - last) / _LATENESS_STEPS
-        # The trapezoid rule over the chance of being finished (0 at the last look).
+        # The trapezoid rule over the chance of being finished (0 at the last look); its last
+        # point is the chance now.
         points = [_chance(finish, last, last + step * k) for k in range(1, _LATENESS_STEPS + 1)]
         lost = step * (sum(points) - points[-1] / 2)
-        return lost / self.expected_time(seen)
+        return points[-1], lost / self.expected_time(seen)
 
     def expected_time(self, seen: Sighting) -> float:
         """The job's time from its submit to its finish, as far as known."""
@@ -256,8 +262,8 @@ class Watch:
     def worth(self) -> float:
         """What a poll now is worth to the scheduler of the request budget."""
         now = self.elapsed()
-        worth = self.schedule.chance(self.seen, now)
-        worth += LATENESS_WORTH * self.schedule.lateness(self.seen, now)
+        chance, lateness = self.schedule.outlook(self.seen, now)
+        worth = chance + LATENESS_WORTH * lateness
         if now >= URGENT_AFTER_SECONDS:
             worth += URGENT_BOOST
         return worth
