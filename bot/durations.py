@@ -3,18 +3,20 @@
 Every finished run is recorded (`durations` in the store) with the time it spent QUEUED at the
 provider and the time it spent PROCESSING, under its model and parameter bucket (the parameters
 its duration depends on: frames and steps for CogVideoX, duration and quality for PixVerse...).
-An estimate is a log-normal per phase, fitted robustly (a weighted median and median absolute
-deviation of the logarithms, recent runs weighing more) and shrunk towards what is known more
-broadly: a bucket with few runs borrows from its model's runs, a model with none from the
-catalogue's typical time.
+The processing time is a log-normal, fitted robustly (a weighted median and median absolute
+deviation of the logarithms, recent runs weighing more, and more slowly so for the scatter) and
+shrunk towards what is known more broadly: a bucket with few runs borrows from its model's runs,
+a model with none from the catalogue's typical time. The wait in the queue is the model's recent
+waits themselves (`QueueTime`): warm and cold starts are two kinds of wait, not one log-normal.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from bot.models import VideoModel
@@ -27,6 +29,18 @@ _SIGMA_FLOOR = 0.03
 _STANDARD = statistics.NormalDist()
 _FAR_TAIL = 30.0
 _SPREAD_RUNS = 3  # a bucket's scatter is read from this many runs of it
+# A run's scatter drifts less than its typical time and takes more runs to read: it is read
+# with a memory this many times longer.
+_SPREAD_MEMORY = 4.0
+# The wait in the provider's queue: how many recent waits shape it, with a memory this many
+# times the typical time's (how often a cold start comes takes more runs to tell), how far each
+# seen wait spreads (in log seconds), and the prior's weight among them, counted in runs.
+# Tuned with bench/polling.py.
+_QUEUE_RUNS = 40
+_QUEUE_MEMORY = 2.0
+_QUEUE_KERNEL = 0.3
+_QUEUE_PRIOR_RUNS = 1.0
+_QUEUE_GRID = 200
 
 
 class Run(NamedTuple):
@@ -77,9 +91,53 @@ class LogNormal:
         return LogNormal(self.mu, math.sqrt(self.sigma**2 + extra))
 
 
+# Before any wait is learned: most runs start within seconds, some wait minutes.
+PRIOR_QUEUE = LogNormal(math.log(4.0), 1.5)
+
+
+@dataclass(frozen=True)
+class QueueTime:
+    """The wait in the provider's queue, shaped by the recent waits themselves (each a narrow
+    log-normal around what was seen) and a share of the broad prior (a wait longer than any
+    seen). The wait is two kinds of run, a warm worker within seconds and a cold start of
+    minutes: one log-normal fitted to both puts the likeliest start in the gap between them."""
+
+    parts: tuple[tuple[float, LogNormal], ...]  # (weight, summing to 1; one wait's shape)
+    # The cdf on a grid of log seconds, for quantiles read many times a second.
+    _grid: tuple[list[float], list[float]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        low = min(part.mu - 6 * part.sigma for _, part in self.parts)
+        high = max(part.mu + 6 * part.sigma for _, part in self.parts)
+        step = (high - low) / (_QUEUE_GRID - 1)
+        logs = [low + step * k for k in range(_QUEUE_GRID)]
+        scaled = [(w / 2, part.mu, part.sigma * math.sqrt(2)) for w, part in self.parts]
+        cdfs = [sum(w * (1 + math.erf((x - mu) / s)) for w, mu, s in scaled) for x in logs]
+        object.__setattr__(self, "_grid", (logs, cdfs))
+
+    @property
+    def median(self) -> float:
+        return self.quantile(0.5)
+
+    def cdf(self, seconds: float) -> float:
+        return sum(weight * part.cdf(seconds) for weight, part in self.parts)
+
+    def log_survival(self, seconds: float) -> float:
+        logs = [math.log(weight) + part.log_survival(seconds) for weight, part in self.parts]
+        top = max(logs)
+        return top + math.log(sum(math.exp(value - top) for value in logs))
+
+    def quantile(self, p: float) -> float:
+        logs, cdfs = self._grid
+        k = min(max(bisect.bisect_left(cdfs, p), 1), len(cdfs) - 1)
+        below, above = cdfs[k - 1], cdfs[k]
+        share = 0.0 if above <= below else min(max((p - below) / (above - below), 0.0), 1.0)
+        return math.exp(logs[k - 1] + (logs[k] - logs[k - 1]) * share)
+
+
 @dataclass(frozen=True)
 class DurationEstimate:
-    queued: LogNormal | None  # None: nothing learned about the wait in the provider's queue
+    queued: QueueTime | None  # None: nothing learned about the wait in the provider's queue
     processing: LogNormal
     samples: int  # the runs of this very bucket it rests on
 
@@ -129,7 +187,8 @@ class Durations:
         mine = [seconds for other, seconds in per_work if other == bucket]
         prior = Fit(math.log(model.typical_seconds), PRIOR_SIGMA, self.borrow)
         fit = _shrunk(self._fit(mine), self._model_fit(per_work, prior), self.borrow)
-        queued = self._queue_fit([run.queued for run in everyone if run.queued and run.queued > 0])
+        waits = [run.queued for run in everyone if run.queued and run.queued > 0]
+        queued = self._queue_fit(waits[:_QUEUE_RUNS])
         processing = LogNormal(fit.mu + math.log(work), fit.sigma)
         return DurationEstimate(queued, processing, samples=len(mine))
 
@@ -155,20 +214,25 @@ class Durations:
         if not values:
             return None
         mu = _weighted_median(values)
-        spread = _weighted_median([(abs(v - mu), w) for v, w in values]) * _MAD_TO_SIGMA
+        # A handful of recent runs' deviations, read alone, mostly understate the scatter.
+        longer = self.half_life * _SPREAD_MEMORY
+        remembered = [(v, 0.5 ** (rank / longer)) for rank, (v, _) in enumerate(values)]
+        middle = _weighted_median(remembered)
+        spread = _weighted_median([(abs(v - middle), w) for v, w in remembered]) * _MAD_TO_SIGMA
         return Fit(mu, max(spread, _SIGMA_FLOOR), float(len(values)))
 
-    def _queue_fit(self, seconds: Sequence[float]) -> LogNormal | None:
-        """The wait in the provider's queue is two kinds of run: a warm worker within seconds,
-        a cold start of minutes. The mean and deviation of the logs keep the cold starts in the
-        tail, where a robust fit would discard them as odd runs."""
-        values = [(math.log(s), 0.5 ** (rank / self.half_life)) for rank, s in enumerate(seconds)]
-        if not values:
+    def _queue_fit(self, seconds: Sequence[float]) -> QueueTime | None:
+        """Newest first; recent waits weigh more (the provider's load changes)."""
+        if not seconds:
             return None
-        total = sum(w for _, w in values)
-        mu = sum(v * w for v, w in values) / total
-        variance = sum(w * (v - mu) ** 2 for v, w in values) / total
-        return LogNormal(mu, max(math.sqrt(variance), _SIGMA_FLOOR))
+        longer = self.half_life * _QUEUE_MEMORY
+        weights = [0.5 ** (rank / longer) for rank in range(len(seconds))]
+        total = sum(weights) + _QUEUE_PRIOR_RUNS
+        parts = [
+            (weight / total, LogNormal(math.log(wait), _QUEUE_KERNEL))
+            for weight, wait in zip(weights, seconds, strict=True)
+        ]
+        return QueueTime((*parts, (_QUEUE_PRIOR_RUNS / total, PRIOR_QUEUE)))
 
 
 def _shrunk(own: Fit | None, broader: Fit, borrow: float) -> Fit:

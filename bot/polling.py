@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.durations import PRIOR_SIGMA, DurationEstimate, LogNormal
+from bot.durations import PRIOR_QUEUE, PRIOR_SIGMA, DurationEstimate, LogNormal, QueueTime
 
 # Segmind keeps a request's status for one hour after submission; stop well before that so the
 # last answers are still there to read.
@@ -32,8 +32,6 @@ RETENTION_SECONDS = 3600.0
 GIVE_UP_AFTER_SECONDS = RETENTION_SECONDS - 300.0
 # A job this old is polled before anything else: its answer must be read within the hour.
 URGENT_AFTER_SECONDS = GIVE_UP_AFTER_SECONDS - 600.0
-# Before any queue time is learned: most runs start within seconds, some wait minutes.
-PRIOR_QUEUE = LogNormal(math.log(4.0), 1.5)
 # What the budget's scheduler weighs (bot.ratelimit): a poll is worth its chance of finding
 # the job finished, in [0, 1] (more once the job nears the retention hour); a result fetch
 # brings a video for sure; a submit starts a job. Tuned with bench/polling.py.
@@ -90,7 +88,7 @@ class PollSchedule:
         return cls(DurationEstimate(None, processing, samples=0), **options)
 
     @property
-    def queue(self) -> LogNormal:
+    def queue(self) -> QueueTime | LogNormal:
         return self.estimate.queued or PRIOR_QUEUE
 
     def next_poll(self, seen: Sighting) -> float | None:
@@ -222,7 +220,9 @@ def _log_mix(first: float, second: float, share: float) -> float:
     return top + math.log(math.exp(a - top) + math.exp(b - top))
 
 
-def _chance(event: _Shifted | _Bracketed | LogNormal, after: float, by: float) -> float:
+def _chance(
+    event: _Shifted | _Bracketed | LogNormal | QueueTime, after: float, by: float
+) -> float:
     """P(the event comes by `by` | it had not come by `after`)."""
     if by <= after:
         return 0.0

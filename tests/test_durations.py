@@ -93,6 +93,32 @@ async def test_a_few_odd_runs_barely_move_the_estimate(store: Store) -> None:
     assert estimate.processing.median == pytest.approx(50.0, rel=0.1)
 
 
+async def test_a_run_of_alike_durations_does_not_hide_the_scatter_seen_before(
+    store: Store,
+) -> None:
+    await runs(store, SHORT, *([60.0 * math.exp(0.15), 60.0 * math.exp(-0.15)] * 18))
+    await runs(store, SHORT, *([60.0] * 6))  # the newest six happen to agree exactly
+
+    estimate = await Durations(store).estimate(PIXVERSE, SHORT)
+
+    assert estimate.processing.median == pytest.approx(60.0, rel=0.05)
+    # The next run scatters as the model's runs do, not within the 3 % floor.
+    assert 0.1 < estimate.processing.sigma < 0.3
+
+
+async def test_warm_and_cold_starts_are_learned_as_two_kinds_of_wait(store: Store) -> None:
+    for number in range(60):
+        await runs(store, SHORT, 45.0, queued=120.0 if number % 3 == 0 else 2.0)
+
+    queue = (await Durations(store).estimate(PIXVERSE, SHORT)).queued
+
+    assert queue is not None
+    assert queue.cdf(10.0) == pytest.approx(2 / 3, abs=0.08)  # the warm runs, started
+    assert queue.cdf(60.0) - queue.cdf(10.0) < 0.05  # hardly any start between the kinds
+    assert queue.median < 5.0  # a typical run starts as the warm ones do
+    assert queue.quantile(0.9) > 60.0  # and one in three waits minutes
+
+
 async def test_the_time_left_shrinks_as_a_run_goes_on(store: Store) -> None:
     await runs(store, SHORT, *([40.0, 50.0, 60.0] * 20))
     estimate = await Durations(store).estimate(PIXVERSE, SHORT)
