@@ -137,7 +137,7 @@ class QueueTime:
 
 @dataclass(frozen=True)
 class DurationEstimate:
-    queued: QueueTime | None  # None: nothing learned about the wait in the provider's queue
+    queued: QueueTime | LogNormal | None  # None: nothing learned of the wait in the queue
     processing: LogNormal
     samples: int  # the runs of this very bucket it rests on
 
