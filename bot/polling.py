@@ -23,6 +23,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from bot.durations import PRIOR_QUEUE, PRIOR_SIGMA, DurationEstimate, LogNormal, QueueTime
 
@@ -70,6 +71,13 @@ class Sighting:
             self.started_by = at
 
 
+class Outlook(NamedTuple):
+    chance: float  # that the job is finished by then, given the last look found it not
+    # The detection time already lost by then, as a share of the job's expected time:
+    # E[(then - finish)+ | not finished at the last look] / expected time.
+    lateness: float
+
+
 @dataclass(frozen=True)
 class PollSchedule:
     estimate: DurationEstimate
@@ -111,28 +119,19 @@ class PollSchedule:
         gap = self._gap(lambda at: _chance(finish, last, at), self.finish_cost * typical, last)
         return min(last + min(gap, start), self.give_up_after)
 
-    def chance(self, seen: Sighting, at: float) -> float:
-        """The chance that a poll at `at` finds the job finished, given the last look did not."""
-        return _chance(self._finish_model(seen), seen.last_look, at)
-
-    def lateness(self, seen: Sighting, at: float) -> float:
-        """The expected detection time already lost by `at`, as a share of the job's expected
-        time: E[(at - finish)+ | not finished at the last look] / expected time."""
-        return self.outlook(seen, at)[1]
-
-    def outlook(self, seen: Sighting, at: float) -> tuple[float, float]:
-        """`chance` and `lateness` at once, from one model of the finish (read at every grant
+    def outlook(self, seen: Sighting, at: float) -> Outlook:
+        """What a poll at `at` would find, from one model of the finish (read at every grant
         of a binding budget, for every poll waiting)."""
         last = seen.last_look
         if at <= last:
-            return 0.0, 0.0
+            return Outlook(0.0, 0.0)
         finish = self._finish_model(seen)
         step = (at - last) / _LATENESS_STEPS
         # The trapezoid rule over the chance of being finished (0 at the last look); its last
         # point is the chance now.
         points = [_chance(finish, last, last + step * k) for k in range(1, _LATENESS_STEPS + 1)]
         lost = step * (sum(points) - points[-1] / 2)
-        return points[-1], lost / self.expected_time(seen)
+        return Outlook(points[-1], lost / self.expected_time(seen))
 
     def expected_time(self, seen: Sighting) -> float:
         """The job's time from its submit to its finish, as far as known."""

@@ -141,7 +141,7 @@ class RequestBudget:
                 ((w, _worth_of(w) + (granted - w.since) / aging) for w in self._waiting),
                 key=lambda pair: pair[1],
             )
-            if worth < NEUTRAL_WORTH and self._free_slots() <= self.limit * RESERVE_SHARE:
+            if worth < NEUTRAL_WORTH and self._free_slots() <= reserved_slots(self.limit):
                 # Spent now on a long shot, the slot would be missing when a video is ready.
                 await self._sleep(RESERVE_RECHECK_SECONDS)
                 continue
@@ -197,6 +197,11 @@ class RequestBudget:
         if now < self._paced_until and self._sent:
             wait = max(wait, min(self._sent[-1], now) + self.window / self.limit - now)
         return max(0.0, wait)
+
+
+def reserved_slots(limit: int) -> int:
+    """The slots of a window kept back from long shots (`RESERVE_SHARE`) when the budget binds."""
+    return math.floor(limit * RESERVE_SHARE)
 
 
 def busiest(moments: Iterable[float], window: float) -> int:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 
 import aiohttp
 import pytest
 
 from bot.models import CATALOGUE
-from bot.ratelimit import RESERVE_SHARE, RequestBudget, busiest
+from bot.ratelimit import RequestBudget, busiest, reserved_slots
 from bot.segmind import SegmindClient
 from bot.simulator import Simulator
 from tests.conftest import API_KEY, FAST_RETRY, FakeClock, OpenStore, quick_schedule
@@ -216,7 +215,7 @@ async def test_long_shots_leave_room_for_a_video_that_turns_up() -> None:
         order.append(name)
 
     long_shots = [asyncio.create_task(ask(f"poll {i}", 0.1)) for i in range(20)]
-    spendable = 10 - math.floor(10 * RESERVE_SHARE)  # what long shots may take of a window
+    spendable = 10 - reserved_slots(10)  # what long shots may take of a window
     async with asyncio.timeout(5):
         while len(order) < spendable:  # noqa: ASYNC110 (the virtual clock runs while this waits)
             await asyncio.sleep(0)

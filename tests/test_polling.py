@@ -123,8 +123,8 @@ def test_a_late_first_look_puts_the_start_where_the_queue_time_does() -> None:
     warm = learned(30.0, queued=2.0)  # runs start within seconds: this one is nearly done
     cold = learned(30.0, queued=120.0)  # starts take minutes: it began late in the bracket
 
-    assert warm.chance(seen, 50.0) > 0.8
-    assert cold.chance(seen, 50.0) < 0.5 * warm.chance(seen, 50.0)
+    assert warm.outlook(seen, 50.0).chance > 0.8
+    assert cold.outlook(seen, 50.0).chance < 0.5 * warm.outlook(seen, 50.0).chance
     assert warm.next_poll(seen) < cold.next_poll(seen)  # so it is looked at again sooner
 
 
@@ -143,9 +143,10 @@ def test_of_two_jobs_overdue_by_as_many_seconds_the_shorter_is_polled_first() ->
     long = Watch(learned(300.0), submitted_at=0.0, clock=lambda: 322.0)
     long.seen = seen_running(270.0)
 
-    assert short.schedule.lateness(short.seen, 52.0) > 3 * long.schedule.lateness(long.seen, 322.0)
+    short_late = short.schedule.outlook(short.seen, 52.0).lateness
+    assert short_late > 3 * long.schedule.outlook(long.seen, 322.0).lateness
     assert short.worth() > long.worth()
-    assert short.schedule.lateness(short.seen, short.seen.last_look) == 0.0
+    assert short.schedule.outlook(short.seen, short.seen.last_look).lateness == 0.0
 
 
 def test_a_waiting_submit_gains_worth_the_faster_the_shorter_its_job() -> None:

@@ -4,13 +4,12 @@ killed (SIGKILL) while a submit waits for the budget, sits out a 429 or is on th
 from __future__ import annotations
 
 import asyncio
-import math
 import signal
 from pathlib import Path
 
 import pytest
 
-from bot.ratelimit import RESERVE_SHARE
+from bot.ratelimit import reserved_slots
 from bot.simulator import Simulator
 from tests.bot_process import bot_process, slash_queued
 from tests.bot_world import job_states, states_become
@@ -145,7 +144,7 @@ async def test_a_restart_in_a_busy_minute_stays_within_the_budget(
             for n, member in enumerate(members):
                 await slash_queued(fake, guild, member, "grok-video", {"prompt": f"job {n}"})
             # All but the slots the budget keeps for a video that turns up (the reserve).
-            spendable = limit - math.floor(limit * RESERVE_SHARE)
+            spendable = limit - reserved_slots(limit)
             await fake.wait_for(lambda: api_requests(simulator) >= spendable, timeout=30)
         # SIGKILL with the minute's budget spent; the next process must not spend it again.
 
