@@ -84,12 +84,6 @@ class LogNormal:
             return math.log(0.5 * math.erfc(z / math.sqrt(2)))
         return -z * z / 2 - math.log(z * math.sqrt(2 * math.pi))  # the Mills ratio's limit
 
-    def widened(self, seconds: float) -> LogNormal:
-        """The same median, with `seconds` of uniform uncertainty added (a start known only
-        within a bracket that wide)."""
-        extra = (seconds / self.median) ** 2 / 12
-        return LogNormal(self.mu, math.sqrt(self.sigma**2 + extra))
-
 
 # Before any wait is learned: most runs start within seconds, some wait minutes.
 PRIOR_QUEUE = LogNormal(math.log(4.0), 1.5)
@@ -111,8 +105,7 @@ class QueueTime:
         high = max(part.mu + 6 * part.sigma for _, part in self.parts)
         step = (high - low) / (_QUEUE_GRID - 1)
         logs = [low + step * k for k in range(_QUEUE_GRID)]
-        scaled = [(w / 2, part.mu, part.sigma * math.sqrt(2)) for w, part in self.parts]
-        cdfs = [sum(w * (1 + math.erf((x - mu) / s)) for w, mu, s in scaled) for x in logs]
+        cdfs = [self.cdf(math.exp(x)) for x in logs]
         object.__setattr__(self, "_grid", (logs, cdfs))
 
     @property
