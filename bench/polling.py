@@ -392,6 +392,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=900, help="jobs of the unlimited scenario")
+    parser.add_argument(
+        "--busy-jobs", type=int, default=1200, help="jobs of the 50/min scenario"
+    )
     return parser.parse_args(argv)
 
 
@@ -402,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warm = draw_jobs(random.Random(args.seed + 1), 200)
     scenarios = [
         Scenario("unlimited", draw_jobs(rng, args.jobs, slow=slow), None, None, 20.0),
-        Scenario("50/min, 20 in flight", draw_jobs(rng, 400), 50, 20, 0.0, warm),
+        Scenario("50/min, 20 in flight", draw_jobs(rng, args.busy_jobs), 50, 20, 0.0, warm),
         Scenario("5/min, backlog of 60, 8 in flight", draw_jobs(rng, 60), 5, 8, 0.0, warm),
     ]
     print(__doc__.splitlines()[0])
