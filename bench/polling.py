@@ -392,9 +392,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=900, help="jobs of the unlimited scenario")
-    parser.add_argument(
-        "--busy-jobs", type=int, default=1200, help="jobs of the 50/min scenario"
-    )
+    parser.add_argument("--busy-jobs", type=int, default=1200, help="jobs of the 50/min scenario")
     return parser.parse_args(argv)
 
 
