@@ -179,11 +179,49 @@ class Durations:
         per_work = [(run.bucket, run.processing / run.work) for run in everyone if run.work > 0]
         mine = [seconds for other, seconds in per_work if other == bucket]
         prior = Fit(math.log(model.typical_seconds), PRIOR_SIGMA, self.borrow)
-        fit = _shrunk(self._fit(mine), self._model_fit(per_work, prior), self.borrow)
+        spread = _shrunk(self._fit(mine), self._model_fit(per_work, prior), self.borrow).sigma
         waits = [run.queued for run in everyone if run.queued and run.queued > 0]
         queued = self._queue_fit(waits[:_QUEUE_RUNS])
-        processing = LogNormal(fit.mu + math.log(work), fit.sigma)
+        pace = self._pace(per_work, bucket, prior)
+        processing = LogNormal(pace + math.log(work), spread)
         return DurationEstimate(queued, processing, samples=len(mine))
+
+    def _pace(self, runs: Sequence[tuple[str, float]], bucket: str, prior: Fit) -> float:
+        """Log seconds per unit of work for `bucket` now. How fast the model is these days is
+        read from all its recent runs, each bucket's corrected by how far it strays from the
+        catalogue's guess of how work scales: when the provider slows down, a bucket rarely
+        asked for follows its model within a few runs instead of waiting for runs of its own."""
+        logs = [(other, math.log(seconds)) for other, seconds in runs if seconds > 0]
+        if not logs:
+            return prior.mu
+        offsets = self._offsets(logs)
+        # Each run is read by its own bucket's offset as measured: pulled towards none, a
+        # rare bucket's runs would tell the model's pace wrong for every bucket.
+        level = _weighted_median(
+            [(value - offsets[other][0], 0.5 ** (rank / self.half_life))
+             for rank, (other, value) in enumerate(logs)]
+        )  # fmt: skip
+        # With few runs of the model at all, the catalogue's typical time still counts: as
+        # much as when a bucket borrowed from its model, which borrowed from the catalogue.
+        guess = (self.borrow / (len(logs) + self.borrow)) ** 2
+        return (1 - guess) * level + guess * prior.mu + offsets.get(bucket, (0.0, 0.0))[1]
+
+    def _offsets(self, logs: Sequence[tuple[str, float]]) -> dict[str, tuple[float, float]]:
+        """How much slower, in log seconds per unit of work, each bucket runs than its model's
+        runs of the same days (a long memory, since how work scales drifts less than the pace;
+        both sides weighed alike, so a slow-down cancels out): as measured, and pulled towards
+        no correction as if `borrow` runs said so."""
+        memory = self.half_life * _SPREAD_MEMORY
+        weighted = [
+            (other, value, 0.5 ** (rank / memory)) for rank, (other, value) in enumerate(logs)
+        ]
+        overall = _weighted_median([(value, weight) for _, value, weight in weighted])
+        offsets = {}
+        for bucket in {other for other, _, _ in weighted}:
+            own = [(value, weight) for other, value, weight in weighted if other == bucket]
+            measured = _weighted_median(own) - overall
+            offsets[bucket] = (measured, measured * len(own) / (len(own) + self.borrow))
+        return offsets
 
     def _model_fit(self, runs: Sequence[tuple[str, float]], prior: Fit) -> Fit:
         """What the model's runs say of any bucket: their middle, and the spread found within

@@ -84,6 +84,22 @@ async def test_recent_runs_weigh_more_when_a_model_slows_down(store: Store) -> N
     assert estimate.processing.median > 80
 
 
+async def test_a_bucket_follows_its_models_slow_down_before_it_has_runs_of_its_own(
+    store: Store,
+) -> None:
+    await runs(store, LONG, *([120.0, 125.0, 130.0] * 7))
+    await runs(store, SHORT, *([58.0, 60.0, 62.0] * 14))
+    await runs(store, SHORT, *([90.0] * 12))  # the provider became 1.5x slower since
+    durations = Durations(store)
+
+    long = await durations.estimate(PIXVERSE, LONG)
+    short = await durations.estimate(PIXVERSE, SHORT)
+
+    assert long.samples == 21  # all of them from before the slow-down
+    assert long.processing.median > 165  # about 1.5 x 125, not the 125 its own runs say
+    assert short.processing.median == pytest.approx(90.0, rel=0.05)
+
+
 async def test_a_few_odd_runs_barely_move_the_estimate(store: Store) -> None:
     await runs(store, SHORT, *([50.0] * 30))
     await runs(store, SHORT, 900.0, 3.0)
