@@ -3,10 +3,11 @@
 Every finished run is recorded (`durations` in the store) with the time it spent QUEUED at the
 provider and the time it spent PROCESSING, under its model and parameter bucket (the parameters
 its duration depends on: frames and steps for CogVideoX, duration and quality for PixVerse...).
-The processing time is a log-normal, fitted robustly (a weighted median and median absolute
-deviation of the logarithms, recent runs weighing more, and more slowly so for the scatter) and
-shrunk towards what is known more broadly: a bucket with few runs borrows from its model's runs,
-a model with none from the catalogue's typical time. The wait in the queue is the model's recent
+The processing time is a log-normal, fitted robustly (weighted medians and median absolute
+deviations of the logarithms, recent runs weighing more, and more slowly so for the scatter).
+Its typical time is the model's pace now, read from all its runs, plus the bucket's offset from
+it; a bucket with few runs borrows its scatter from its model's runs, a model with none takes
+the catalogue's typical time. The wait in the queue is the model's recent
 waits themselves (`QueueTime`): warm and cold starts are two kinds of wait, not one log-normal.
 """
 
@@ -148,9 +149,8 @@ class DurationEstimate:
 
 
 @dataclass(frozen=True)
-class Fit:
-    mu: float
-    sigma: float
+class Spread:
+    sigma: float  # of log seconds, around the typical time
     weight: float  # the number of runs behind it
 
 
@@ -178,39 +178,40 @@ class Durations:
         # is these days; the bucket's own runs correct the guess of how work scales.
         per_work = [(run.bucket, run.processing / run.work) for run in everyone if run.work > 0]
         mine = [seconds for other, seconds in per_work if other == bucket]
-        prior = Fit(math.log(model.typical_seconds), PRIOR_SIGMA, self.borrow)
-        spread = _shrunk(self._fit(mine), self._model_fit(per_work, prior), self.borrow).sigma
+        prior = Spread(PRIOR_SIGMA, self.borrow)
+        spread = _shrunk(self._spread(mine), self._model_spread(per_work, prior), self.borrow)
         waits = [run.queued for run in everyone if run.queued and run.queued > 0]
         queued = self._queue_fit(waits[:_QUEUE_RUNS])
-        pace = self._pace(per_work, bucket, prior)
-        processing = LogNormal(pace + math.log(work), spread)
+        pace = self._pace(per_work, bucket, math.log(model.typical_seconds))
+        processing = LogNormal(pace + math.log(work), spread.sigma)
         return DurationEstimate(queued, processing, samples=len(mine))
 
-    def _pace(self, runs: Sequence[tuple[str, float]], bucket: str, prior: Fit) -> float:
+    def _pace(self, runs: Sequence[tuple[str, float]], bucket: str, guessed: float) -> float:
         """Log seconds per unit of work for `bucket` now. How fast the model is these days is
         read from all its recent runs, each bucket's corrected by how far it strays from the
         catalogue's guess of how work scales: when the provider slows down, a bucket rarely
         asked for follows its model within a few runs instead of waiting for runs of its own."""
         logs = [(other, math.log(seconds)) for other, seconds in runs if seconds > 0]
         if not logs:
-            return prior.mu
-        offsets = self._offsets(logs)
+            return guessed
         # Each run is read by its own bucket's offset as measured: pulled towards none, a
         # rare bucket's runs would tell the model's pace wrong for every bucket.
+        offsets = self._offsets(logs)
         level = _weighted_median(
-            [(value - offsets[other][0], 0.5 ** (rank / self.half_life))
+            [(value - offsets[other], 0.5 ** (rank / self.half_life))
              for rank, (other, value) in enumerate(logs)]
         )  # fmt: skip
         # With few runs of the model at all, the catalogue's typical time still counts: as
         # much as when a bucket borrowed from its model, which borrowed from the catalogue.
         guess = (self.borrow / (len(logs) + self.borrow)) ** 2
-        return (1 - guess) * level + guess * prior.mu + offsets.get(bucket, (0.0, 0.0))[1]
+        own = sum(1 for other, _ in logs if other == bucket)
+        offset = offsets.get(bucket, 0.0) * own / (own + self.borrow)  # few runs: a hint
+        return (1 - guess) * level + guess * guessed + offset
 
-    def _offsets(self, logs: Sequence[tuple[str, float]]) -> dict[str, tuple[float, float]]:
+    def _offsets(self, logs: Sequence[tuple[str, float]]) -> dict[str, float]:
         """How much slower, in log seconds per unit of work, each bucket runs than its model's
         runs of the same days (a long memory, since how work scales drifts less than the pace;
-        both sides weighed alike, so a slow-down cancels out): as measured, and pulled towards
-        no correction as if `borrow` runs said so."""
+        both sides weighed alike, so a slow-down cancels out)."""
         memory = self.half_life * _SPREAD_MEMORY
         weighted = [
             (other, value, 0.5 ** (rank / memory)) for rank, (other, value) in enumerate(logs)
@@ -219,38 +220,35 @@ class Durations:
         offsets = {}
         for bucket in {other for other, _, _ in weighted}:
             own = [(value, weight) for other, value, weight in weighted if other == bucket]
-            measured = _weighted_median(own) - overall
-            offsets[bucket] = (measured, measured * len(own) / (len(own) + self.borrow))
+            offsets[bucket] = _weighted_median(own) - overall
         return offsets
 
-    def _model_fit(self, runs: Sequence[tuple[str, float]], prior: Fit) -> Fit:
-        """What the model's runs say of any bucket: their middle, and the spread found within
-        buckets (buckets differ on purpose; that is not scatter)."""
-        overall = self._fit([seconds for _, seconds in runs])
+    def _model_spread(self, runs: Sequence[tuple[str, float]], prior: Spread) -> Spread:
+        """What the model's runs say of any bucket's scatter: the spread found within buckets
+        (buckets differ on purpose; that is not scatter)."""
+        overall = self._spread([seconds for _, seconds in runs])
         if overall is None:
             return prior
         by_bucket = [[s for other, s in runs if other == b] for b in {b for b, _ in runs}]
-        spreads = [self._fit(seconds) for seconds in by_bucket if len(seconds) >= _SPREAD_RUNS]
+        spreads = [self._spread(seconds) for seconds in by_bucket if len(seconds) >= _SPREAD_RUNS]
         weight = sum(fit.weight for fit in spreads if fit is not None)
         sigma = overall.sigma  # until some bucket has runs enough to show its own scatter
         if weight:
             sigma = math.sqrt(sum(f.weight * f.sigma**2 for f in spreads if f) / weight)
-        return _shrunk(Fit(overall.mu, sigma, overall.weight), prior, self.borrow)
+        return _shrunk(Spread(sigma, overall.weight), prior, self.borrow)
 
-    def _fit(self, seconds: Sequence[float]) -> Fit | None:
-        """Newest first. The weighted median and MAD of the logs: a few odd runs (a cold
-        start counted as processing, say) move it little."""
-        values = [(math.log(s), 0.5 ** (rank / self.half_life)) for rank, s in enumerate(seconds)
-                  if s > 0]  # fmt: skip
-        if not values:
+    def _spread(self, seconds: Sequence[float]) -> Spread | None:
+        """Newest first. The weighted MAD of the logs: a few odd runs (a cold start counted
+        as processing, say) move it little."""
+        logs = [math.log(s) for s in seconds if s > 0]
+        if not logs:
             return None
-        mu = _weighted_median(values)
         # A handful of recent runs' deviations, read alone, mostly understate the scatter.
         longer = self.half_life * _SPREAD_MEMORY
-        remembered = [(v, 0.5 ** (rank / longer)) for rank, (v, _) in enumerate(values)]
+        remembered = [(v, 0.5 ** (rank / longer)) for rank, v in enumerate(logs)]
         middle = _weighted_median(remembered)
         spread = _weighted_median([(abs(v - middle), w) for v, w in remembered]) * _MAD_TO_SIGMA
-        return Fit(mu, max(spread, _SIGMA_FLOOR), float(len(values)))
+        return Spread(max(spread, _SIGMA_FLOOR), float(len(logs)))
 
     def _queue_fit(self, seconds: Sequence[float]) -> QueueTime | None:
         """Newest first; recent waits weigh more (the provider's load changes)."""
@@ -266,14 +264,13 @@ class Durations:
         return QueueTime((*parts, (_QUEUE_PRIOR_RUNS / total, PRIOR_QUEUE)))
 
 
-def _shrunk(own: Fit | None, broader: Fit, borrow: float) -> Fit:
+def _shrunk(own: Spread | None, broader: Spread, borrow: float) -> Spread:
     """`own`, pulled towards `broader` as if it were `borrow` more runs."""
     if own is None:
         return broader
     total = own.weight + borrow
-    mu = (own.weight * own.mu + borrow * broader.mu) / total
     variance = (own.weight * own.sigma**2 + borrow * broader.sigma**2) / total
-    return Fit(mu, max(math.sqrt(variance), _SIGMA_FLOOR), total)
+    return Spread(max(math.sqrt(variance), _SIGMA_FLOOR), total)
 
 
 def _weighted_median(values: Sequence[tuple[float, float]]) -> float:
