@@ -235,7 +235,8 @@ async def ours(sim: Sim, spec: Spec, outcome: Outcome) -> None:
     submitted = await sim.request(outcome, submit_worth(estimate.typical_total(), sim.now))
     start, finish = submitted + spec.queued, submitted + spec.queued + spec.processing
     outcome.run_time = finish - submitted
-    watch = Watch(PollSchedule(estimate, max_interval=CEILING), submitted, clock=sim.now)
+    schedule = PollSchedule(estimate, max_interval=CEILING)
+    watch = Watch(schedule, submitted, requests_per_minute=sim.budget.per_minute, clock=sim.now)
     while (due := watch.due()) is not None:
         await asyncio.sleep(max(due - sim.now(), 0.0))
         asked = await sim.request(outcome, watch.worth)

@@ -40,9 +40,12 @@ RESULT_WORTH = 3.0
 SUBMIT_WORTH = 0.5
 URGENT_BOOST = 2.0
 # When the budget binds, the request whose job has lost most detection time, as a share of the
-# job's expected time, goes first: this much worth per unit of that share (a poll's lateness;
-# a submit's wait). Tuned with bench/polling.py.
-LATENESS_WORTH = 200.0
+# job's expected time, goes first: this much worth per unit of that share (a submit's wait; a
+# poll's lateness, for each request a minute the budget allows). With few requests a minute
+# (Segmind's Free plan: 5) a poll spent before its job is likely done is a video fewer an hour,
+# so the chance of a find weighs most; with more (Pro: 50) there are requests to spare for the
+# jobs found late. Tuned with bench/polling.py.
+LATENESS_WORTH_PER_RATE = 16.0
 SUBMIT_LATENESS_WORTH = 20.0
 _LATENESS_STEPS = 8
 # How likely the learned durations no longer hold, and how widely runs then scatter.
@@ -237,10 +240,13 @@ class Watch:
         submitted_at: float,
         *,
         running_since: float | None = None,
+        requests_per_minute: float = 50.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`running_since`: when an earlier run of the bot first saw the job PROCESSING."""
+        """`running_since`: when an earlier run of the bot first saw the job PROCESSING;
+        `requests_per_minute`: the budget its polls draw from."""
         self.schedule = schedule
+        self.lateness_worth = LATENESS_WORTH_PER_RATE * requests_per_minute
         self.submitted_at = submitted_at
         self.seen = Sighting()
         if running_since is not None:
@@ -262,7 +268,7 @@ class Watch:
         """What a poll now is worth to the scheduler of the request budget."""
         now = self.elapsed()
         chance, lateness = self.schedule.outlook(self.seen, now)
-        worth = chance + LATENESS_WORTH * lateness
+        worth = chance + self.lateness_worth * lateness
         if now >= URGENT_AFTER_SECONDS:
             worth += URGENT_BOOST
         return worth

@@ -86,6 +86,7 @@ class RequestBudget:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.limit = limit
+        self.per_minute = limit * 60.0 / period
         self.window = period + margin
         self.record = record if shared is None else shared
         self._shared = shared

@@ -311,7 +311,12 @@ class SegmindClient:
         """Poll on `schedule` until the job finishes. `submitted_at` and `running_since` (when
         it was first seen PROCESSING, by an earlier run of the bot say) are time.time() values."""
         started = time.time() if submitted_at is None else submitted_at
-        watch = Watch(schedule, started, running_since=running_since)
+        watch = Watch(
+            schedule,
+            started,
+            running_since=running_since,
+            requests_per_minute=self.budget.per_minute,
+        )
         polled = False
         not_found: RequestExpired | None = None
         misses = 0

@@ -156,3 +156,23 @@ def test_a_waiting_submit_gains_worth_the_faster_the_shorter_its_job() -> None:
 
     now[0] = 60.0
     assert short() > long() > SUBMIT_WORTH
+
+
+@pytest.mark.parametrize(("per_minute", "first"), [(5, "likely"), (50, "neglected")])
+def test_the_tighter_the_budget_the_more_a_polls_chance_of_a_video_decides(
+    per_minute: float, first: str
+) -> None:
+    # A two-minute run just past its time, against a ten-minute one not looked at for six
+    # minutes: the first more likely done, the second more likely found late. On Segmind's
+    # Free plan every poll spent before a job is done is a video fewer an hour; on Pro there
+    # are requests to spare for the job left waiting.
+    likely = Watch(learned(120.0), 0.0, requests_per_minute=per_minute, clock=lambda: 144.0)
+    likely.seen = seen_running(132.0)
+    neglected = Watch(learned(600.0), 0.0, requests_per_minute=per_minute, clock=lambda: 540.0)
+    neglected.seen = seen_running(180.0)
+    assert likely.schedule.outlook(likely.seen, 144.0).chance > 1.5 * (
+        neglected.schedule.outlook(neglected.seen, 540.0).chance
+    )
+
+    worths = {"likely": likely.worth(), "neglected": neglected.worth()}
+    assert max(worths, key=worths.__getitem__) == first
