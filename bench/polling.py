@@ -394,7 +394,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=900, help="jobs of the unlimited scenario")
     parser.add_argument("--busy-jobs", type=int, default=1200, help="jobs of the 50/min scenario")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.jobs < 3 * WARM_UP:
+        # Its first WARM_UP jobs are not counted, and its middle third is the slow-down.
+        parser.error(f"--jobs must be at least {3 * WARM_UP}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
