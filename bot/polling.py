@@ -40,11 +40,11 @@ RESULT_WORTH = 3.0
 SUBMIT_WORTH = 0.5
 URGENT_BOOST = 2.0
 # When the budget binds, the request whose job has lost most detection time, as a share of the
-# job's expected time, goes first: this much worth per unit of that share (a submit's wait; a
-# poll's lateness, for each request a minute the budget allows). With few requests a minute
-# (Segmind's Free plan: 5) a poll spent before its job is likely done is a video fewer an hour,
-# so the chance of a find weighs most; with more (Pro: 50) there are requests to spare for the
-# jobs found late. Tuned with bench/polling.py.
+# job's expected time, goes first. Per unit of that share a waiting submit gains
+# SUBMIT_LATENESS_WORTH, a poll LATENESS_WORTH_PER_RATE for each request a minute the budget
+# allows: with few (Segmind's Free plan: 5) a poll spent before its job is likely done is a
+# video fewer an hour, so the chance of a find must decide; with more (Pro: 50) there are
+# requests to spare for the jobs found late. Tuned with bench/polling.py.
 LATENESS_WORTH_PER_RATE = 16.0
 SUBMIT_LATENESS_WORTH = 20.0
 _LATENESS_STEPS = 8
@@ -244,7 +244,8 @@ class Watch:
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`running_since`: when an earlier run of the bot first saw the job PROCESSING;
-        `requests_per_minute`: the budget its polls draw from."""
+        `requests_per_minute`: the budget its polls draw from (50, Segmind's Pro plan, is
+        the bot's default)."""
         self.schedule = schedule
         self.lateness_worth = LATENESS_WORTH_PER_RATE * requests_per_minute
         self.submitted_at = submitted_at
